@@ -1,0 +1,2 @@
+//! svtpm-sim (placeholder until the simulator work lands).
+fn main() {}

@@ -1,0 +1,2 @@
+//! Placeholder: filled by the libtpms-sys work.
+#![no_std]

@@ -1,0 +1,2 @@
+//! Developer tasks for svtpm (placeholder until the xtask work lands).
+fn main() {}
