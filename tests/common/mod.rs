@@ -144,3 +144,122 @@ pub fn pcr_value(resp: &[u8]) -> Vec<u8> {
     let n = u16::from_be_bytes([p[i], p[i + 1]]) as usize;
     p[i + 2..i + 2 + n].to_vec()
 }
+
+/// TPM_RH_OWNER.
+pub const RH_OWNER: u32 = 0x4000_0001;
+/// TPM_RC_LOCALITY: the command is not allowed at this locality.
+pub const RC_LOCALITY: u32 = 0x907;
+/// TPM_RC_COMMAND_SIZE.
+pub const RC_COMMAND_SIZE: u32 = 0x142;
+
+/// An authorization area with one empty-password session (TPM_RS_PW).
+pub fn password_auth() -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend_from_slice(&9u32.to_be_bytes());
+    b.extend_from_slice(&RS_PW.to_be_bytes());
+    b.extend_from_slice(&0u16.to_be_bytes()); // nonce
+    b.push(0); // session attributes
+    b.extend_from_slice(&0u16.to_be_bytes()); // hmac
+    b
+}
+
+/// A session command: `handles`, an empty-password auth area, then `params`.
+pub fn session_command(code: u32, handles: &[u32], params: &[u8]) -> Vec<u8> {
+    let mut b = Vec::new();
+    for h in handles {
+        b.extend_from_slice(&h.to_be_bytes());
+    }
+    b.extend_from_slice(&password_auth());
+    b.extend_from_slice(params);
+    command(ST_SESSIONS, code, &b)
+}
+
+/// TPM2_PCR_Reset(pcr) with an empty-password session.
+pub fn pcr_reset(pcr: u32) -> Vec<u8> {
+    session_command(0x13D, &[pcr], &[])
+}
+
+/// TPM2_NV_DefineSpace under the owner hierarchy: an ordinary index with
+/// empty auth, readable and writable with its own auth or the owner's.
+pub fn nv_define_space(index: u32, size: u16) -> Vec<u8> {
+    let mut public = Vec::new();
+    public.extend_from_slice(&index.to_be_bytes());
+    public.extend_from_slice(&ALG_SHA256.to_be_bytes());
+    // OWNERWRITE | AUTHWRITE | OWNERREAD | AUTHREAD.
+    public.extend_from_slice(&0x0006_0006u32.to_be_bytes());
+    public.extend_from_slice(&0u16.to_be_bytes()); // authPolicy
+    public.extend_from_slice(&size.to_be_bytes());
+    let mut p = Vec::new();
+    p.extend_from_slice(&0u16.to_be_bytes()); // auth
+    p.extend_from_slice(&(public.len() as u16).to_be_bytes());
+    p.extend_from_slice(&public);
+    session_command(0x12A, &[RH_OWNER], &p)
+}
+
+/// TPM2_NV_Write(index, data, offset) authorized by the index itself.
+pub fn nv_write(index: u32, data: &[u8], offset: u16) -> Vec<u8> {
+    let mut p = Vec::new();
+    p.extend_from_slice(&(data.len() as u16).to_be_bytes());
+    p.extend_from_slice(data);
+    p.extend_from_slice(&offset.to_be_bytes());
+    session_command(0x137, &[index, index], &p)
+}
+
+/// TPM2_NV_Read(index, size, offset) authorized by the index itself.
+pub fn nv_read(index: u32, size: u16, offset: u16) -> Vec<u8> {
+    let mut p = Vec::new();
+    p.extend_from_slice(&size.to_be_bytes());
+    p.extend_from_slice(&offset.to_be_bytes());
+    session_command(0x14E, &[index, index], &p)
+}
+
+/// The data of a successful TPM2_NV_Read response.
+pub fn nv_read_data(resp: &[u8]) -> Vec<u8> {
+    let p = expect_ok(resp);
+    // parameterSize u32, then TPM2B_MAX_NV_BUFFER.
+    let n = u16::from_be_bytes([p[4], p[5]]) as usize;
+    p[6..6 + n].to_vec()
+}
+
+/// TPM2_CreatePrimary of a restricted ECC P-256 storage key (AES-128-CFB)
+/// under `hierarchy`, with empty auth and no creation PCRs.
+pub fn create_primary_ecc(hierarchy: u32) -> Vec<u8> {
+    let mut public = Vec::new();
+    public.extend_from_slice(&0x0023u16.to_be_bytes()); // TPM_ALG_ECC
+    public.extend_from_slice(&ALG_SHA256.to_be_bytes());
+    // fixedTPM | fixedParent | sensitiveDataOrigin | userWithAuth | restricted | decrypt.
+    public.extend_from_slice(&0x0003_0072u32.to_be_bytes());
+    public.extend_from_slice(&0u16.to_be_bytes()); // authPolicy
+    public.extend_from_slice(&0x0006u16.to_be_bytes()); // TPM_ALG_AES
+    public.extend_from_slice(&128u16.to_be_bytes());
+    public.extend_from_slice(&0x0043u16.to_be_bytes()); // TPM_ALG_CFB
+    public.extend_from_slice(&0x0010u16.to_be_bytes()); // scheme TPM_ALG_NULL
+    public.extend_from_slice(&0x0003u16.to_be_bytes()); // TPM_ECC_NIST_P256
+    public.extend_from_slice(&0x0010u16.to_be_bytes()); // kdf TPM_ALG_NULL
+    public.extend_from_slice(&0u16.to_be_bytes()); // unique.x
+    public.extend_from_slice(&0u16.to_be_bytes()); // unique.y
+    let mut p = Vec::new();
+    p.extend_from_slice(&4u16.to_be_bytes()); // TPM2B_SENSITIVE_CREATE
+    p.extend_from_slice(&0u16.to_be_bytes()); // userAuth
+    p.extend_from_slice(&0u16.to_be_bytes()); // data
+    p.extend_from_slice(&(public.len() as u16).to_be_bytes());
+    p.extend_from_slice(&public);
+    p.extend_from_slice(&0u16.to_be_bytes()); // outsideInfo
+    p.extend_from_slice(&0u32.to_be_bytes()); // creationPCR
+    session_command(0x131, &[hierarchy], &p)
+}
+
+/// The object handle and the TPM2B_PUBLIC contents of a successful
+/// TPM2_CreatePrimary response.
+pub fn created_public(resp: &[u8]) -> (u32, Vec<u8>) {
+    let p = expect_ok(resp);
+    let handle = u32::from_be_bytes([p[0], p[1], p[2], p[3]]);
+    // parameterSize u32 at 4, then TPM2B_PUBLIC.
+    let n = u16::from_be_bytes([p[8], p[9]]) as usize;
+    (handle, p[10..10 + n].to_vec())
+}
+
+/// TPM2_FlushContext(handle).
+pub fn flush_context(handle: u32) -> Vec<u8> {
+    command(ST_NO_SESSIONS, 0x165, &handle.to_be_bytes())
+}
