@@ -16,4 +16,5 @@ extern crate alloc;
 pub mod backend;
 pub mod crb;
 pub mod engine;
+pub mod nvstate;
 pub mod tis;
