@@ -20,18 +20,28 @@ pub const IMAGE_BIN: &str = "svtpm";
 /// Why the image steps do not apply yet, or `None` when they do.
 ///
 /// The image is the `svtpm` binary built for x86_64-unknown-none; it can only
-/// build there once `src/main.rs` is a freestanding (`#![no_main]`) program.
+/// build there once `src/main.rs` is a freestanding program, i.e. has a
+/// crate-level `no_main` (plain or under `cfg_attr`).
 pub fn image_missing(ws: &Workspace) -> Result<Option<String>> {
     let main = ws.path("src/main.rs");
     let text =
         std::fs::read_to_string(&main).with_context(|| format!("reading {}", main.display()))?;
-    if text.lines().any(|l| l.trim().starts_with("#![no_main]")) {
+    if declares_no_main(&text) {
         Ok(None)
     } else {
         Ok(Some(
-            "src/main.rs is not a freestanding (#![no_main]) image yet".to_string(),
+            "src/main.rs is not a freestanding (no_main) image yet".to_string(),
         ))
     }
+}
+
+/// Whether a crate root has a `#![no_main]` or `#![cfg_attr(..., no_main)]`.
+fn declares_no_main(crate_root: &str) -> bool {
+    crate_root.lines().map(str::trim).any(|l| {
+        l.starts_with("#![")
+            && l.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .any(|w| w == "no_main")
+    })
 }
 
 /// Builds the release image and returns the path of its ELF.
@@ -157,6 +167,16 @@ mod tests {
             Some(PathBuf::from("/t/x86_64-unknown-none/release/svtpm"))
         );
         assert_eq!(executable_from_messages(msgs, "other"), None);
+    }
+
+    #[test]
+    fn no_main_is_found_plain_or_under_cfg_attr() {
+        assert!(declares_no_main("//! doc\n#![no_std]\n#![no_main]\n"));
+        assert!(declares_no_main(
+            "#![cfg_attr(target_os = \"none\", no_std, no_main)]\nfn main() {}"
+        ));
+        assert!(!declares_no_main("//! no_main later\nfn main() {}\n"));
+        assert!(!declares_no_main("#![no_std]\n#![no_mangle_everything]\n"));
     }
 
     #[test]
