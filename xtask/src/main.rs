@@ -85,7 +85,7 @@ enum Task {
         #[arg(long)]
         iterations: Option<u32>,
     },
-    /// Check the Debian packages and Rust target every task needs.
+    /// Check the Debian packages, Rust target and components every task needs.
     ///
     /// Installs the missing ones when running as root (apt-get, rustup);
     /// otherwise prints the exact apt-get line to run and fails.
@@ -117,6 +117,9 @@ fn setup(ws: &workspace::Workspace) -> Result<()> {
     steps.run("Debian packages", || packages::ensure(packages::Group::ALL))?;
     steps.run("Rust target x86_64-unknown-none", || {
         toolchain::ensure_target(ws, toolchain::IMAGE_TARGET)
+    })?;
+    steps.run("Rust components rustfmt, clippy", || {
+        toolchain::ensure_components(ws, toolchain::COMPONENTS)
     })?;
     steps.finish();
     Ok(())

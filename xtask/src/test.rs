@@ -23,6 +23,9 @@ pub fn test(ws: &Workspace, quick: bool) -> Result<()> {
     s.run("Rust target x86_64-unknown-none", || {
         toolchain::ensure_target(ws, IMAGE_TARGET)
     })?;
+    s.run("Rust components rustfmt, clippy", || {
+        toolchain::ensure_components(ws, toolchain::COMPONENTS)
+    })?;
     let lint = |what: &str, f: &dyn Fn() -> Result<Outcome>| {
         if quick {
             Ok(Outcome::Skipped(format!("--quick skips {what}")))

@@ -29,6 +29,38 @@ pub fn ensure_target(ws: &Workspace, target: &str) -> Result<Outcome> {
     Ok(Outcome::Done)
 }
 
+/// Components every task expects of the workspace toolchain (rust-toolchain.toml).
+pub const COMPONENTS: &[&str] = &["rustfmt", "clippy"];
+
+/// Adds `components` to the workspace toolchain unless already installed.
+pub fn ensure_components(ws: &Workspace, components: &[&str]) -> Result<Outcome> {
+    let installed = steps::stdout_of(
+        ws.command("rustup")
+            .args(["component", "list", "--installed"]),
+        "rustup: svtpm needs a rustup-managed toolchain",
+    )?;
+    // Lines look like `rustfmt-x86_64-unknown-linux-gnu`.
+    let missing: Vec<&str> = components
+        .iter()
+        .copied()
+        .filter(|c| {
+            !installed
+                .lines()
+                .any(|l| l.trim() == *c || l.trim().starts_with(&format!("{c}-")))
+        })
+        .collect();
+    if missing.is_empty() {
+        println!("components installed: {}", components.join(" "));
+        return Ok(Outcome::Done);
+    }
+    steps::run(
+        ws.command("rustup")
+            .args(["component", "add"])
+            .args(&missing),
+    )?;
+    Ok(Outcome::Done)
+}
+
 /// Whether rustup has a nightly toolchain.
 pub fn has_nightly(ws: &Workspace) -> Result<bool> {
     let list = steps::stdout_of(
