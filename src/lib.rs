@@ -16,5 +16,6 @@ extern crate alloc;
 pub mod backend;
 pub mod crb;
 pub mod engine;
+pub mod mmio;
 pub mod nvstate;
 pub mod tis;
