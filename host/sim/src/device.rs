@@ -110,24 +110,22 @@ pub struct Config {
 /// The register model and the driver that talks to it.
 enum Frontend {
     Tis(svtpm::tis::Tis, LinuxTis),
-    Crb(svtpm::crb::Crb, LinuxCrb),
+    /// Boxed: the CRB model carries its 3968-byte data buffer.
+    Crb(Box<svtpm::crb::Crb>, LinuxCrb),
 }
 
 impl Frontend {
     fn new(config: &Config) -> Self {
         match config.interface {
             Interface::Tis => Frontend::Tis(svtpm::tis::Tis::new(), LinuxTis::new()),
-            Interface::Crb => Frontend::Crb(
-                svtpm::crb::Crb::default(),
-                LinuxCrb::with_copy(config.crb_copy),
-            ),
+            Interface::Crb => Frontend::Crb(Box::default(), LinuxCrb::with_copy(config.crb_copy)),
         }
     }
 
     fn parts(&mut self) -> (&mut dyn TpmMmio, &mut dyn Driver) {
         match self {
             Frontend::Tis(m, d) => (m, d),
-            Frontend::Crb(m, d) => (m, d),
+            Frontend::Crb(m, d) => (m.as_mut(), d),
         }
     }
 }
@@ -167,7 +165,7 @@ impl Powered {
                 ))
             }
             Frontend::Crb(m, d) => {
-                let mut bus = Bus::new(m, &mut self.engine);
+                let mut bus = Bus::new(m.as_mut(), &mut self.engine);
                 let p = d.probe(&mut bus, 0)?;
                 Ok(format!(
                     "CRB command buffer +{:#x} ({} bytes), response buffer +{:#x} ({} bytes) ({} accesses)",
