@@ -115,10 +115,35 @@ enum Frontend {
 }
 
 impl Frontend {
-    fn new(config: &Config) -> Self {
+    /// The interface after a platform reset; `established` mirrors the
+    /// engine's persistent tpmEstablished flag (TIS ACCESS bit 0, CRB
+    /// LOC_STATE bit 0).
+    fn new(config: &Config, established: bool) -> Self {
         match config.interface {
-            Interface::Tis => Frontend::Tis(svtpm::tis::Tis::new(), LinuxTis::new()),
-            Interface::Crb => Frontend::Crb(Box::default(), LinuxCrb::with_copy(config.crb_copy)),
+            Interface::Tis => Frontend::Tis(
+                svtpm::tis::Tis::with_established(established),
+                LinuxTis::new(),
+            ),
+            Interface::Crb => {
+                let mut crb = Box::<svtpm::crb::Crb>::default();
+                if established {
+                    crb.set_established();
+                }
+                Frontend::Crb(crb, LinuxCrb::with_copy(config.crb_copy))
+            }
+        }
+    }
+
+    /// Records a dynamic root of trust the engine now reports as
+    /// established. The TIS model takes the flag only at reset, so it is
+    /// rebuilt; this happens between commands, when no locality is held.
+    fn set_established(&mut self) {
+        match self {
+            Frontend::Tis(m, _) if !m.established() => {
+                *m = svtpm::tis::Tis::with_established(true);
+            }
+            Frontend::Tis(..) => {}
+            Frontend::Crb(m, _) => m.set_established(),
         }
     }
 
@@ -215,10 +240,15 @@ impl Device {
             Some(s) => s,
             None => (self.open_storage)()?,
         };
-        let engine = Engine::start(storage).map_err(|e| format!("engine did not start: {e}"))?;
+        let mut engine =
+            Engine::start(storage).map_err(|e| format!("engine did not start: {e}"))?;
+        let established = engine.established().unwrap_or_else(|e| {
+            log::warn!("cannot read tpmEstablished: {e}; reporting it clear");
+            false
+        });
         let mut powered = Box::new(Powered {
             engine,
-            front: Frontend::new(&self.config),
+            front: Frontend::new(&self.config, established),
         });
         let probe = powered
             .probe()
@@ -307,7 +337,12 @@ impl Device {
             return;
         };
         match p.engine.hash_sequence(data) {
-            Ok(()) => log::info!("_TPM_Hash sequence over {} bytes", data.len()),
+            Ok(()) => {
+                log::info!("_TPM_Hash sequence over {} bytes", data.len());
+                if let Ok(true) = p.engine.established() {
+                    p.front.set_established();
+                }
+            }
             Err(e) => log::error!("_TPM_Hash sequence failed: {e}"),
         }
     }
