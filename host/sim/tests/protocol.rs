@@ -247,3 +247,33 @@ fn unreadable_state_is_refused_not_replaced() {
     let log = std::fs::read_to_string(log_dir.path().join("log")).unwrap();
     assert!(log.contains("did not power on"), "{log}");
 }
+
+#[test]
+fn storage_failure_stops_the_tpm_and_a_power_cycle_resumes_the_durable_state() {
+    let (mut sim, mut c) = started("tis");
+    send_ok(&mut c, &nv_define_space(0x0150_0001, 4));
+    send_ok(&mut c, &nv_write(0x0150_0001, b"abcd", 0));
+    // A directory where the next state file's temporary copy must go makes
+    // every store fail.
+    let obstacle = sim.state_dir.join("permall.tmp");
+    std::fs::create_dir(&obstacle).unwrap();
+    let r = c.send(0, &nv_define_space(0x0150_0002, 4));
+    assert_eq!(header(&r).rc, 0x101, "TPM_RC_FAILURE after a failed store");
+    assert_eq!(header(&c.send(0, &get_random(4))).rc, 0x101, "failure mode");
+    assert!(sim.alive());
+    let log = sim.log();
+    assert!(log.contains("state: writing"), "{log}");
+
+    std::fs::remove_dir(&obstacle).unwrap();
+    assert_eq!(c.signal(POWER_OFF), 0);
+    assert_eq!(c.signal(POWER_ON), 0);
+    expect_ok(&c.send(0, &startup(SU_CLEAR)));
+    let r = send_ok(&mut c, &nv_read(0x0150_0001, 4, 0));
+    assert_eq!(nv_read_data(&r), b"abcd");
+    let public = command(ST_NO_SESSIONS, 0x169, &0x0150_0002u32.to_be_bytes());
+    assert_ne!(
+        header(&c.send(0, &public)).rc,
+        RC_SUCCESS,
+        "the definition that was never stored exists"
+    );
+}
