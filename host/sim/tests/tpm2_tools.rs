@@ -170,9 +170,8 @@ fn createprimary_crb() {
     assert_eq!(yaml_value(&out, "bits").as_deref(), Some("2048"));
 }
 
-#[test]
-fn seal_and_unseal_under_a_pcr_policy() {
-    let (_sim, t) = started("tis");
+fn seal_and_unseal_under_a_pcr_policy(interface: &str) {
+    let (_sim, t) = started(interface);
     t.run_flush("tpm2_createprimary", &["-C", "o", "-c", "prim.ctx"]);
     t.run_flush("tpm2_pcrread", &["-o", "pcr.bin", "sha256:7"]);
     t.run_flush(
@@ -247,9 +246,8 @@ fn seal_and_unseal_under_a_pcr_policy() {
     );
 }
 
-#[test]
-fn quote_and_checkquote() {
-    let (_sim, t) = started("tis");
+fn quote_and_checkquote(interface: &str) {
+    let (_sim, t) = started(interface);
     t.run_flush("tpm2_createprimary", &["-C", "o", "-c", "prim.ctx"]);
     t.run_flush(
         "tpm2_create",
@@ -319,9 +317,8 @@ fn quote_and_checkquote() {
     assert!(!check("c0ffee02").status.success(), "wrong nonce accepted");
 }
 
-#[test]
-fn hash_matches_sha_crates() {
-    let (_sim, t) = started("tis");
+fn hash_matches_sha_crates(interface: &str) {
+    let (_sim, t) = started(interface);
     let data = b"measured boot, measured once".repeat(20);
     t.write("data.bin", &data);
     for (alg, want) in [
@@ -347,9 +344,8 @@ fn hash_matches_sha_crates() {
     }
 }
 
-#[test]
-fn sign_and_verifysignature() {
-    let (_sim, t) = started("tis");
+fn sign_and_verifysignature(interface: &str) {
+    let (_sim, t) = started(interface);
     t.run_flush("tpm2_createprimary", &["-C", "o", "-c", "prim.ctx"]);
     t.run_flush(
         "tpm2_create",
@@ -515,4 +511,44 @@ fn restart_keeps_nv_and_primary_key() {
         assert_eq!(pcr_from_output(&out, "sha256", 10), vec![0u8; 32]);
         assert!(sim.log().contains("holds permall"), "{}", sim.log());
     }
+}
+
+#[test]
+fn seal_and_unseal_under_a_pcr_policy_tis() {
+    seal_and_unseal_under_a_pcr_policy("tis");
+}
+
+#[test]
+fn seal_and_unseal_under_a_pcr_policy_crb() {
+    seal_and_unseal_under_a_pcr_policy("crb");
+}
+
+#[test]
+fn quote_and_checkquote_tis() {
+    quote_and_checkquote("tis");
+}
+
+#[test]
+fn quote_and_checkquote_crb() {
+    quote_and_checkquote("crb");
+}
+
+#[test]
+fn hash_matches_sha_crates_tis() {
+    hash_matches_sha_crates("tis");
+}
+
+#[test]
+fn hash_matches_sha_crates_crb() {
+    hash_matches_sha_crates("crb");
+}
+
+#[test]
+fn sign_and_verifysignature_tis() {
+    sign_and_verifysignature("tis");
+}
+
+#[test]
+fn sign_and_verifysignature_crb() {
+    sign_and_verifysignature("crb");
 }
