@@ -229,6 +229,8 @@ fn error_response(rc: u32) -> Vec<u8> {
 
 /// TPM_RC_FAILURE.
 const RC_FAILURE: u32 = 0x101;
+/// TPM_RC_COMMAND_SIZE.
+const RC_COMMAND_SIZE: u32 = 0x142;
 
 impl Device {
     fn power_on(&mut self) -> Result<(), String> {
@@ -286,10 +288,14 @@ impl Device {
                 rsp
             }
             Err(e) => {
-                log::error!(
-                    "cc {cc:#x} locality {locality}: driver failed: {e}; answering TPM_RC_FAILURE"
-                );
-                error_response(RC_FAILURE)
+                // The guest's driver would fail the write() (-E2BIG, -EIO,
+                // -ETIME); a simulator client can only get a TPM response.
+                let (rc, name) = match e {
+                    DriverError::BadCommand { .. } => (RC_COMMAND_SIZE, "TPM_RC_COMMAND_SIZE"),
+                    _ => (RC_FAILURE, "TPM_RC_FAILURE"),
+                };
+                log::error!("cc {cc:#x} locality {locality}: driver failed: {e}; answering {name}");
+                error_response(rc)
             }
         }
     }

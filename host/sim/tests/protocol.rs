@@ -277,3 +277,24 @@ fn storage_failure_stops_the_tpm_and_a_power_cycle_resumes_the_durable_state() {
         "the definition that was never stored exists"
     );
 }
+
+#[test]
+fn commands_beyond_the_crb_buffer_fail_in_the_driver_not_the_tpm() {
+    // 4000 bytes: within the protocol's 4096 but beyond the CRB data buffer
+    // (0xF80 bytes). A GetRandom with trailing bytes, so the TPM itself
+    // would answer TPM_RC_SIZE.
+    let cmd = command(ST_NO_SESSIONS, 0x17B, &vec![0u8; 3990]);
+    assert_eq!(cmd.len(), 4000);
+    let (sim, mut c) = started("crb");
+    assert_eq!(header(&c.send(0, &cmd)).rc, RC_COMMAND_SIZE);
+    assert!(sim.log().contains("does not fit"), "{}", sim.log());
+    // The interface is still usable.
+    assert_eq!(random_bytes(&c.send(0, &get_random(8))).len(), 8);
+    // Through TIS the same command reaches the TPM.
+    let (_sim, mut c) = started("tis");
+    assert_eq!(
+        header(&c.send(0, &cmd)).rc,
+        0x95,
+        "TPM_RC_SIZE from the TPM"
+    );
+}
