@@ -19,8 +19,10 @@
 //!   that can lose power at any byte;
 //! - [`rollback`]: the generation guard;
 //! - [`slots`]: the A/B selection rule;
-//! - [`state`]: [`VtpmState`], open / provision / commit.
+//! - [`state`]: [`VtpmState`], open / provision / commit;
+//! - [`adapter`]: [`VtpmState`] as the engine's `NvStorage`.
 
+pub mod adapter;
 pub mod backend;
 pub mod entropy;
 pub mod format;
@@ -33,7 +35,7 @@ pub mod slots;
 pub mod state;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use backend::{SlotId, SlotStore, StoreError};
 pub use entropy::{EntropyError, EntropySource};

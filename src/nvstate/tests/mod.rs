@@ -2,5 +2,5 @@
 //! the open / provision / commit life cycle, and power cuts at every byte.
 mod fault;
 mod lifecycle;
-mod support;
+pub(super) mod support;
 mod tamper;

@@ -1,0 +1,19 @@
+//! svtpm-store: the host side of the vTPM's persistent state.
+//!
+//! - [`DirStore`]: the two state slots as files in a directory, each
+//!   replaced atomically (temporary file, fsync, rename, fsync of the
+//!   directory), implementing `svtpm::nvstate::SlotStore`.
+//! - [`OsEntropy`]: the operating system's generator as a nonce source.
+//! - [`swtpm`]: decoding swtpm's state files (plain or AES-CBC encrypted).
+//! - [`import`]: turning an swtpm state directory into a sealed svtpm state.
+//!
+//! Everything here handles only sealed blobs, except [`swtpm`] and
+//! [`import`], which run where the guest owner's swtpm state and keys are.
+
+pub mod dir;
+pub mod entropy;
+pub mod import;
+pub mod swtpm;
+
+pub use dir::DirStore;
+pub use entropy::OsEntropy;
