@@ -78,6 +78,15 @@ pub(super) fn init_openssl(_token: &mut Token) -> bool {
     unsafe { sys::OPENSSL_init_crypto(sys::OPENSSL_INIT_NO_LOAD_CONFIG, ptr::null()) == 1 }
 }
 
+/// Whether OpenSSL's DRBG produces output, i.e. it found entropy to seed
+/// from. libtpms ignores `RAND_bytes` failures (it would take uninitialised
+/// bytes as entropy), so the engine checks before starting the TPM.
+pub(super) fn openssl_random_works(_token: &mut Token) -> bool {
+    let mut probe = [0u8; 32];
+    // SAFETY: `probe` is writable for its length, which fits a c_int.
+    unsafe { sys::RAND_bytes(probe.as_mut_ptr(), probe.len() as i32) == 1 }
+}
+
 /// Selects TPM 2.0 (libtpms defaults to 1.2).
 pub(super) fn choose_tpm2(_token: &mut Token) -> sys::TPM_RESULT {
     // SAFETY: plain value argument; the token rules out concurrent calls.

@@ -8,8 +8,9 @@
 //! [`TpmBackend`] impl), which always returns a well-formed TPM response.
 //!
 //! Start-up order (see `docs/engine.md`): OpenSSL is initialised without a
-//! config file, TPM 2.0 is selected (libtpms defaults to 1.2), callbacks are
-//! registered, optional state blobs are set, then the TPM is started.
+//! config file and its random generator must produce output, TPM 2.0 is
+//! selected (libtpms defaults to 1.2), callbacks are registered, optional
+//! state blobs are set, then the TPM is started.
 
 mod library;
 pub mod response;
@@ -32,6 +33,10 @@ pub enum EngineError {
     AlreadyRunning,
     /// `OPENSSL_init_crypto` failed.
     OpensslInit,
+    /// OpenSSL's random generator has no entropy (on the freestanding image:
+    /// no entropy source registered, or it failed). The TPM would otherwise
+    /// generate its seeds from garbage, so it is not started.
+    NoEntropy,
     /// A libtpms call failed with the given libtpms/TPM return code.
     Library {
         /// The libtpms function.
@@ -55,6 +60,7 @@ impl fmt::Display for EngineError {
                 write!(f, "a TPM engine is already running in this process")
             }
             EngineError::OpensslInit => write!(f, "OpenSSL initialisation failed"),
+            EngineError::NoEntropy => write!(f, "no entropy for the TPM's random generator"),
             EngineError::Library { call, rc } => write!(f, "{call} failed with {rc:#x}"),
             EngineError::InvalidState { kind, rc } => {
                 write!(f, "libtpms refused the {kind:?} state blob ({rc:#x})")
@@ -167,6 +173,9 @@ impl Engine {
     fn boot(token: &mut Token, states: &[(StateKind, Vec<u8>)]) -> Result<usize, EngineError> {
         if !library::init_openssl(token) {
             return Err(EngineError::OpensslInit);
+        }
+        if !library::openssl_random_works(token) {
+            return Err(EngineError::NoEntropy);
         }
         let check = |call: &'static str, rc: u32| match rc {
             sys::TPM_SUCCESS => Ok(()),

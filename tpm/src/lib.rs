@@ -18,7 +18,7 @@
 
 extern crate alloc;
 
-
+pub mod shim;
 
 use core::ffi::{c_char, c_int, c_uint};
 
@@ -175,6 +175,9 @@ extern "C" {
 
     /// OpenSSL library initialisation; returns 1 on success.
     pub fn OPENSSL_init_crypto(opts: u64, settings: *const OPENSSL_INIT_SETTINGS) -> c_int;
+    /// Fills `buf` with `num` bytes from OpenSSL's DRBG; 1 on success, 0 if
+    /// the DRBG could not be seeded.
+    pub fn RAND_bytes(buf: *mut u8, num: c_int) -> c_int;
 }
 
 extern "C" {
