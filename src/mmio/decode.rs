@@ -75,12 +75,12 @@ pub enum Operation {
         /// The memory operand.
         mem: MemOperand,
     },
-    /// `movs`: [seg:rSI] -> [ES:rDI], seg = override or DS.
+    /// `movs`: `[seg:rSI]` -> `[ES:rDI]`, seg = override or DS.
     Movs {
         /// REP (or REPNE) prefix present: repeat rCX times.
         rep: bool,
     },
-    /// `stos`: rAX (access width) -> [ES:rDI].
+    /// `stos`: rAX (access width) -> `[ES:rDI]`.
     Stos {
         /// REP (or REPNE) prefix present: repeat rCX times.
         rep: bool,

@@ -14,6 +14,11 @@
 //! Otherwise the whole REP completes in one exit. Either way the result equals
 //! element-by-element execution.
 //!
+//! Both sides of an element are translated (and permission-checked) before
+//! either is accessed, so a page fault never consumes a device read. Only a
+//! guest-RAM write that fails after a device read (the page tables point at
+//! memory that is not guest RAM, [`MmioError::GuestMemory`]) loses that read.
+//!
 //! Not modelled: segment limit checks, single-step traps (RFLAGS.TF), and
 //! accessed/dirty bit updates.
 

@@ -8,9 +8,9 @@
 //!
 //! - [`walk`]: guest linear -> guest physical translation through the guest's
 //!   own page tables (all x86 paging modes) and instruction fetch;
-//! - [`decode`]: decoder for the instruction forms drivers use on MMIO
+//! - [`decode`](mod@decode): decoder for the instruction forms drivers use on MMIO
 //!   (the same set as Linux's own MMIO decoder);
-//! - [`emulate`]: performs a decoded instruction against the device and guest
+//! - [`emulate`](mod@emulate): performs a decoded instruction against the device and guest
 //!   memory and updates the guest registers;
 //! - [`regs`]: the guest register file and execution-mode state.
 //!

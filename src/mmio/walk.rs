@@ -115,7 +115,7 @@ struct Walked {
 
 impl Paging {
     /// Captures the translation state of `state`. `phys_addr_bits` is the
-    /// CPU's MAXPHYADDR (CPUID 0x80000008 EAX[7:0]), clamped to 32..=52.
+    /// CPU's MAXPHYADDR (CPUID 0x80000008 EAX bits 7:0), clamped to 32..=52.
     pub fn new(state: &GuestState, phys_addr_bits: u8) -> Self {
         let bits = phys_addr_bits.clamp(32, 52);
         let mode = if state.cr0 & CR0_PG == 0 {

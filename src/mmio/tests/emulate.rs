@@ -348,7 +348,7 @@ fn fetch_faults_are_reported() {
 fn linux_memcpy_toio(rig: &mut Rig, off: u64, src_off: u64, mut n: u64) {
     rig.set(RDI, IO + off);
     rig.set(RSI, BUF + src_off);
-    let mut step = |rig: &mut Rig, code: &[u8]| {
+    let step = |rig: &mut Rig, code: &[u8]| {
         rig.state.regs.rip = CODE;
         let gpa = TPM + (rig.gpr(RDI) - IO);
         assert_eq!(rig.exit(code, gpa), Ok(Completion::Done), "{code:02X?}");

@@ -23,10 +23,6 @@ impl FakeMemory {
             .or_insert_with(|| vec![0; 0x1000]);
     }
 
-    pub fn unmap(&mut self, gpa: u64) {
-        self.pages.remove(&(gpa & !0xFFF));
-    }
-
     pub fn put(&mut self, gpa: u64, bytes: &[u8]) {
         for (i, b) in bytes.iter().enumerate() {
             let a = gpa + i as u64;
