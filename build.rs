@@ -10,6 +10,9 @@ use std::env;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    // `--cfg svtpm_linux_user` builds the image as a Linux process (a smoke
+    // test of the freestanding engine; see src/main.rs).
+    println!("cargo::rustc-check-cfg=cfg(svtpm_linux_user)");
     if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("none") {
         // Later arguments win over the target's `-pie`.
         println!("cargo:rustc-link-arg-bins=-no-pie");
