@@ -154,6 +154,21 @@ fn drtm_hash_sequence_and_established_flag() {
     assert!(!e.established().unwrap());
 }
 
+#[test]
+fn h_crtm_sequence_before_startup_extends_pcr0() {
+    let _g = lock();
+    let mut e = Engine::start(Box::new(MemStorage::new())).unwrap();
+    let crtm = b"first boot component";
+    e.hash_sequence(crtm).unwrap();
+    expect_ok(&e.execute(0, &startup(SU_CLEAR)));
+    // PC Client H-CRTM: PCR 0 starts at 4 (the locality) instead of 0, then
+    // takes the extend of H(data).
+    let mut initial = [0u8; 32];
+    initial[31] = 4;
+    let pcr0 = pcr_value(&e.execute(0, &pcr_read(0, ALG_SHA256)));
+    assert_eq!(pcr0, extend::<Sha256>(&initial, &Sha256::digest(crtm)));
+}
+
 const NV_INDEX: u32 = 0x0150_0016;
 
 #[test]
