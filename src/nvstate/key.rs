@@ -94,13 +94,15 @@ impl StateKey {
         let mut aead = Zeroizing::new([0u8; KEY_LEN]);
         let mut header_mac = Zeroizing::new([0u8; KEY_LEN]);
         let mut id = [0u8; KEY_ID_LEN];
-        // HKDF-SHA256 can expand up to 255 * 32 bytes: these lengths cannot fail.
-        let ok = hk.expand(LABEL_AEAD, aead.as_mut_slice()).is_ok()
-            && hk
-                .expand(LABEL_HEADER_MAC, header_mac.as_mut_slice())
-                .is_ok()
-            && hk.expand(LABEL_KEY_ID, &mut id).is_ok();
-        debug_assert!(ok, "HKDF expand of <= 32 bytes cannot fail");
+        // HKDF-SHA256 expands up to 255 * 32 bytes; 32 and 16 cannot fail.
+        for (label, out) in [
+            (LABEL_AEAD, aead.as_mut_slice()),
+            (LABEL_HEADER_MAC, header_mac.as_mut_slice()),
+            (LABEL_KEY_ID, &mut id[..]),
+        ] {
+            hk.expand(label, out)
+                .unwrap_or_else(|_| unreachable!("HKDF expand of <= 32 bytes"));
+        }
         Ok(Self {
             aead,
             header_mac,
