@@ -40,7 +40,7 @@ trip per command and, for NV writes, writing its state file.";
 #[command(name = "svtpm-bench")]
 struct Cli {
     /// Iterations per command (CreatePrimary runs a tenth as many).
-    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     iterations: u32,
     /// Paths to measure, comma-separated.
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = Backend::ALL)]
