@@ -66,6 +66,14 @@ enum Op {
         body: Vec<u8>,
         reply: Reply,
     },
+    /// `count` FIFO reads of `width` bytes from `locality`, at DATA_FIFO or
+    /// XDATA_FIFO: partial, whole and excess response reads.
+    FifoReads {
+        locality: u8,
+        count: u8,
+        width: u8,
+        xdata: bool,
+    },
     /// Changes what the backend answers next.
     SetReply(Reply),
 }
@@ -181,21 +189,21 @@ fn check(tis: &Tis, fake: &Fake) {
         );
         assert!(burst <= MAX_BUFFER_SIZE, "burstCount {burst}");
         if state == State::Completion {
-            // burstCount is exactly the data left: reading that many bytes
-            // yields the response's tail and clears dataAvail.
+            // burstCount is exactly the data left, at every position of the
+            // rest of the response: read it out on the copy byte by byte.
             assert!(
                 burst <= fake.delivered.len(),
                 "burstCount beyond the response"
             );
-            let tail: Vec<u8> = (0..burst)
-                .map(|_| probe.read(base + 0x24, 1) as u8)
-                .collect();
-            assert_eq!(tail, fake.delivered[fake.delivered.len() - burst..]);
-            assert_eq!(
-                probe.read(base + 0x18, 1) & 0x10,
-                0,
-                "dataAvail after the tail"
-            );
+            let tail = &fake.delivered[fake.delivered.len() - burst..];
+            for (i, &expected) in tail.iter().enumerate() {
+                let s = probe.read(base + 0x18, 4) as u32;
+                assert_eq!(((s >> 8) & 0xFFFF) as usize, burst - i, "burstCount");
+                assert_ne!(s & 0x10, 0, "dataAvail while bytes are left");
+                assert_eq!(probe.read(base + 0x24, 1) as u8, expected, "response byte");
+            }
+            let s = probe.read(base + 0x18, 4) as u32;
+            assert_eq!(s & 0x00FF_FF10, 0, "dataAvail/burstCount after the tail");
             assert_eq!(probe.read(base + 0x24, 1), 0xFF);
         }
     }
@@ -272,6 +280,20 @@ fuzz_target!(|input: Input| {
                     tis.write(&mut fake, base + 0x24, 1, b.into());
                 }
                 tis.write(&mut fake, base + 0x18, 1, 0x20);
+            }
+            Op::FifoReads {
+                locality,
+                count,
+                width: w,
+                xdata,
+            } => {
+                let base = u64::from(locality % 5) * 0x1000;
+                let off = if xdata { 0x80 } else { 0x24 };
+                let size = [1u8, 2, 4, 8][usize::from(w % 4)];
+                for _ in 0..count % 32 {
+                    let v = tis.read(base + off, size);
+                    assert_eq!(v & !ones(size), 0, "value wider than the access");
+                }
             }
             Op::SetReply(r) => fake.reply = r,
         }
