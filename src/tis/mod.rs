@@ -1,6 +1,16 @@
 //! The TPM FIFO interface (TIS 1.3 / TCG PC Client Platform TPM Profile for
 //! TPM 2.0, "FIFO Interface") as a pure register model.
 //!
+//! Specification: the PTP's FIFO interface chapter (section 6 of the PTP
+//! 1.0x revisions, as the Linux cr50 binding cites it; chapter 5 of revision
+//! 00.43, as edk2's `TpmPtp.h` cites it) — its register space table, the
+//! `TPM_ACCESS_x`, `TPM_STS_x`, interrupt, `TPM_INTF_CAPABILITY_x` and
+//! `TPM_INTERFACE_ID_x` register definitions, locality arbitration and the
+//! FIFO state transitions. Where the text leaves room, QEMU's tpm-tis
+//! (hw/tpm/tpm_tis_common.c), which every distribution's guests are tested
+//! against, is the behavioural reference; the few places this model differs
+//! from it are named below.
+//!
 //! Implements, for the five localities at `0xFED40000 + l * 0x1000`:
 //! - the FIFO register space and identification registers
 //!   (`TPM_ACCESS_x`, `TPM_INT_ENABLE_x`, `TPM_INT_VECTOR_x`,
@@ -48,10 +58,19 @@
 //!   outside Completion is ignored; commandCancel is always ignored (see
 //!   [`fifo`]); resetEstablishment acts from localities 3 and 4 only.
 //! - Any change of the active locality (release, grant, seize) drops the
-//!   command or response in flight and returns the interface to Idle.
-//! - Commands may be sent from any locality, 4 included: which locality
-//!   pages a guest may reach is the platform's decision, not this model's.
-//!   The locality a command was sent from goes to the backend with it.
+//!   command or response in flight and returns the interface to Idle, so
+//!   one locality never reads another's response.
+//! - `selfTestDone` is set once a TPM2_SelfTest returns TPM_RC_SUCCESS and
+//!   stays set until reset, in every locality.
+//! - Commands may be sent from any locality, 4 included (QEMU drops all
+//!   locality-4 writes): which locality pages a guest may reach is the
+//!   platform's decision, not this model's. The locality a command was sent
+//!   from goes to the backend with it.
+//! - `stsValid` always reads 1 in the active locality: execution is
+//!   synchronous, so `Expect` and `dataAvail` are always valid (QEMU shows
+//!   it only in Reception and Completion).
+//! - burstCount is never clamped for byte reads (QEMU reports at most 0xFF
+//!   to a 1-byte read outside Completion): every width reads the same count.
 //!
 //! Identification: VID 0x1014, DID 0x5356, RID 1 (see [`regs::VID`]);
 //! `TPM_INTERFACE_ID` = FIFO type 0, version 0, CapFIFO, CapLocality and
