@@ -72,7 +72,7 @@ pub fn pcr_extend(pcr: u32, alg: u16, digest: &[u8]) -> Vec<u8> {
     b.extend_from_slice(&0u16.to_be_bytes()); // nonce
     b.push(0); // session attributes
     b.extend_from_slice(&0u16.to_be_bytes()); // hmac
-    // TPML_DIGEST_VALUES with one entry.
+                                              // TPML_DIGEST_VALUES with one entry.
     b.extend_from_slice(&1u32.to_be_bytes());
     b.extend_from_slice(&alg.to_be_bytes());
     b.extend_from_slice(digest);
@@ -107,13 +107,20 @@ pub struct Header {
 /// Parses the 10-byte response header; panics (a test failure) if short or
 /// inconsistent with the response length.
 pub fn header(resp: &[u8]) -> Header {
-    assert!(resp.len() >= 10, "response shorter than a header: {resp:02x?}");
+    assert!(
+        resp.len() >= 10,
+        "response shorter than a header: {resp:02x?}"
+    );
     let h = Header {
         tag: u16::from_be_bytes([resp[0], resp[1]]),
         size: u32::from_be_bytes([resp[2], resp[3], resp[4], resp[5]]),
         rc: u32::from_be_bytes([resp[6], resp[7], resp[8], resp[9]]),
     };
-    assert_eq!(h.size as usize, resp.len(), "size field disagrees with length");
+    assert_eq!(
+        h.size as usize,
+        resp.len(),
+        "size field disagrees with length"
+    );
     h
 }
 
