@@ -13,6 +13,7 @@
 
 extern crate alloc;
 
+pub mod arch;
 pub mod backend;
 pub mod crb;
 pub mod engine;
