@@ -6,11 +6,17 @@
 //! always holds a complete old or new blob, never a torn one, and a write
 //! that returned is durable. A crash can leave a stale temporary file; it is
 //! ignored and replaced by the next write of that slot.
+//!
+//! Only one process may use a state at a time (two writers would fork it):
+//! [`DirStore::lock`] takes an exclusive advisory lock on the directory
+//! itself, without creating any file in it.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{flock, FlockOperation};
 
 use svtpm::nvstate::backend::StoreOp;
 use svtpm::nvstate::format::MAX_BLOB_LEN;
@@ -18,6 +24,12 @@ use svtpm::nvstate::{SlotId, SlotStore, StoreError};
 
 /// The slot files' mode: the blobs are sealed, but nobody else needs them.
 const FILE_MODE: u32 = 0o600;
+
+/// An exclusive lock on a state directory, held until dropped.
+#[derive(Debug)]
+pub struct DirLock {
+    _dir: File,
+}
 
 /// Two slot files in a directory.
 #[derive(Debug, Clone)]
@@ -55,6 +67,33 @@ impl DirStore {
     /// The directory.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Takes the exclusive lock on the directory (`flock`), or fails with
+    /// [`io::ErrorKind::WouldBlock`] if another process holds it.
+    pub fn lock(&self) -> io::Result<DirLock> {
+        let dir = File::open(&self.dir)?;
+        match flock(&dir, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(DirLock { _dir: dir }),
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK => Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("{} is in use by another process", self.dir.display()),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether either slot file exists (a state, possibly damaged, is
+    /// stored here).
+    pub fn holds_slots(&self) -> io::Result<bool> {
+        for slot in SlotId::ALL {
+            match fs::symlink_metadata(self.slot_path(slot)) {
+                Ok(_) => return Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(false)
     }
 
     /// The file holding `slot`.

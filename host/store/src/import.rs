@@ -3,6 +3,10 @@
 //! [`swtpm::decode`](crate::swtpm::decode) and provisioned, as one set, into a
 //! sealed svtpm state on any `SlotStore`. Provisioning refuses a store that
 //! already holds a state, so an import never replaces one.
+//!
+//! [`import_to_dir`] is the whole job of the `svtpm-import-swtpm` tool (and
+//! `cargo xtask import-swtpm`): a new state directory sealed under a state
+//! key, with its generation guard file.
 
 use std::fmt;
 use std::fs;
@@ -11,9 +15,11 @@ use std::path::{Path, PathBuf};
 
 use svtpm::nvstate::payload::PayloadError;
 use svtpm::nvstate::state::{StateError, VtpmState};
-use svtpm::nvstate::{EntropySource, GenerationGuard, SlotStore, StateBlobs, StateKey};
+use svtpm::nvstate::{EntropySource, GenerationGuard, KeyId, SlotStore, StateBlobs, StateKey};
 
+use crate::guard::{self, FileGuard, GuardFileError};
 use crate::swtpm::{self, SwtpmError, SwtpmKey};
+use crate::{DirStore, OsEntropy};
 
 /// Blobs an swtpm TPM 2.0 directory may hold: (file, libtpms name, required).
 const FILES: [(&str, &str, bool); 3] = [
@@ -55,6 +61,13 @@ pub enum ImportError {
     TooLarge(PayloadError),
     /// Provisioning the sealed state failed (e.g. the store is not empty).
     State(StateError),
+    /// The generation guard file cannot be used.
+    Guard(GuardFileError),
+    /// The output directory already holds a state (a slot file).
+    OutputNotEmpty {
+        /// The directory.
+        dir: PathBuf,
+    },
 }
 
 impl fmt::Display for ImportError {
@@ -75,6 +88,12 @@ impl fmt::Display for ImportError {
             }
             ImportError::TooLarge(e) => write!(f, "{e}"),
             ImportError::State(e) => write!(f, "{e}"),
+            ImportError::Guard(e) => write!(f, "{e}"),
+            ImportError::OutputNotEmpty { dir } => write!(
+                f,
+                "{} already holds a vTPM state; an import never replaces one",
+                dir.display()
+            ),
         }
     }
 }
@@ -124,4 +143,64 @@ pub fn import_swtpm_dir<S: SlotStore, G: GenerationGuard, E: EntropySource>(
 ) -> Result<VtpmState<S, G, E>, ImportError> {
     let blobs = read_swtpm_dir(dir, swtpm_key)?;
     VtpmState::provision(state_key, store, guard, entropy, blobs).map_err(ImportError::State)
+}
+
+/// What [`import_to_dir`] made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Imported {
+    /// Generation of the new state (always 1).
+    pub generation: u64,
+    /// Identifier of the key it is sealed under.
+    pub key_id: KeyId,
+    /// The blobs imported, with their sizes in bytes.
+    pub blobs: Vec<(String, usize)>,
+    /// Size of the sealed slot file.
+    pub sealed_len: usize,
+}
+
+/// Imports the swtpm state in `swtpm_dir` into the new svtpm state
+/// directory `out` (created if missing; it must hold no state), sealed
+/// under `state_key`, recording generation 1 in `guard_file` (which must
+/// not hold a record yet and must lie outside `out`).
+pub fn import_to_dir(
+    swtpm_dir: &Path,
+    swtpm_key: Option<&SwtpmKey>,
+    state_key: StateKey,
+    out: &Path,
+    guard_file: &Path,
+) -> Result<Imported, ImportError> {
+    let blobs = read_swtpm_dir(swtpm_dir, swtpm_key)?;
+    let store = DirStore::create(out).map_err(|error| ImportError::Io {
+        path: out.to_path_buf(),
+        error,
+    })?;
+    let io = |error| ImportError::Io {
+        path: out.to_path_buf(),
+        error,
+    };
+    let _lock = store.lock().map_err(io)?;
+    if store.holds_slots().map_err(io)? {
+        return Err(ImportError::OutputNotEmpty {
+            dir: out.to_path_buf(),
+        });
+    }
+    guard::check_outside(guard_file, out).map_err(ImportError::Guard)?;
+    let guard = FileGuard::open(guard_file).map_err(ImportError::Guard)?;
+    let key_id = state_key.id();
+    let state = VtpmState::provision(state_key, store, guard, OsEntropy, blobs)
+        .map_err(ImportError::State)?;
+    let sealed_len = fs::metadata(state.store().slot_path(state.current_slot()))
+        .map_err(io)?
+        .len() as usize;
+    let blobs = state
+        .blobs()
+        .names()
+        .map(|n| (n.to_string(), state.blob(n).map_or(0, <[u8]>::len)))
+        .collect();
+    Ok(Imported {
+        generation: state.generation(),
+        key_id,
+        blobs,
+        sealed_len,
+    })
 }
