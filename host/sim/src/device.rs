@@ -207,8 +207,8 @@ impl Powered {
 
 enum Power {
     On(Box<Powered>),
-    /// Off, with the storage the engine handed back (None: reopen it).
-    Off(Option<Box<dyn NvStorage + Send>>),
+    /// Off; the storage is opened again at the next power-on.
+    Off,
 }
 
 struct Device {
@@ -234,14 +234,10 @@ const RC_COMMAND_SIZE: u32 = 0x142;
 
 impl Device {
     fn power_on(&mut self) -> Result<(), String> {
-        let storage = match &mut self.power {
-            Power::On(_) => return Ok(()),
-            Power::Off(s) => s.take(),
-        };
-        let storage = match storage {
-            Some(s) => s,
-            None => (self.open_storage)()?,
-        };
+        if matches!(self.power, Power::On(_)) {
+            return Ok(());
+        }
+        let storage = (self.open_storage)()?;
         let mut engine =
             Engine::start(storage).map_err(|e| format!("engine did not start: {e}"))?;
         let established = engine.established().unwrap_or_else(|e| {
@@ -262,9 +258,12 @@ impl Device {
     }
 
     fn power_off(&mut self) {
-        if let Power::On(p) = std::mem::replace(&mut self.power, Power::Off(None)) {
-            let storage = p.engine.stop();
-            self.power = Power::Off(Some(storage));
+        if let Power::On(p) = std::mem::replace(&mut self.power, Power::Off) {
+            // The storage handed back is dropped: the next power-on reads
+            // the state from storage again, as a reboot does, so it resumes
+            // from what is durable (not from what a failed store left in
+            // memory).
+            drop(p.engine.stop());
             log::info!("power off: engine stopped, volatile state dropped");
         }
     }
@@ -369,7 +368,7 @@ pub fn spawn(
             let mut dev = Device {
                 config,
                 open_storage,
-                power: Power::Off(None),
+                power: Power::Off,
                 cycles: 0,
             };
             let started = dev.power_on();

@@ -1,218 +1,267 @@
-//! Persists the engine's NV blobs in a directory, one file per libtpms blob
-//! name, each replaced atomically (temp file, fsync, rename, fsync of the
-//! directory) so a crash at any point leaves either the old or the new blob.
+//! The simulator's NV storage: the sealed, crash-safe, rollback-aware state
+//! of `svtpm::nvstate` (the format the component itself uses), kept by
+//! `svtpm-store`'s [`DirStore`] as two slot files in the state directory,
+//! with the newest generation remembered by a [`FileGuard`] in another
+//! directory (on the real platform the key broker holds that record).
 //!
-//! Plain files are the development stand-in for the sealed, encrypted state;
-//! the engine only sees the [`NvStorage`] trait.
+//! Opening never writes the state and never makes a fresh TPM: an empty
+//! directory is refused unless provisioning (manufacture) was asked for,
+//! provisioning refuses an existing state, and every other refusal of
+//! `nvstate` (wrong key, tampered, rollback, ...) is reported with its own
+//! message. The engine sees only [`NvStorage`]; each changed blob it stores
+//! is one durable commit.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::fmt;
+use std::path::PathBuf;
 
 use svtpm::engine::{NvStorage, StorageError};
+use svtpm::nvstate::slots::OtherSlot;
+use svtpm::nvstate::state::StateError;
+use svtpm::nvstate::{Refusal, StateBlobs, StateKey, VtpmState};
+use svtpm_store::{DirStore, FileGuard, OsEntropy};
 
-/// Suffix of the temporary files a store writes before renaming.
-const TMP_SUFFIX: &str = ".tmp";
+/// The sealed state on disk.
+pub type DiskState = VtpmState<DirStore, FileGuard, OsEntropy>;
 
-/// An [`NvStorage`] over a directory.
+/// Where a vTPM's state and its generation record live.
+#[derive(Debug, Clone)]
+pub struct Location {
+    /// The state directory (slot files).
+    pub dir: PathBuf,
+    /// The generation guard file, outside `dir`.
+    pub guard_file: PathBuf,
+}
+
+/// Why the state could not be opened or provisioned.
 #[derive(Debug)]
-pub struct FileStorage {
-    dir: PathBuf,
+pub enum OpenError {
+    /// The stored state (or the request to provision) is refused; nothing
+    /// was written.
+    Refused(String),
+    /// Something else failed (I/O, an unreadable guard file).
+    Failed(String),
 }
 
-impl FileStorage {
-    /// Opens (creating if needed) the state directory and removes temporary
-    /// files left by a store that was interrupted before its rename.
-    pub fn open(dir: &Path) -> io::Result<Self> {
-        fs::create_dir_all(dir)?;
-        for entry in fs::read_dir(dir)? {
-            let entry = entry?;
-            let name = entry.file_name();
-            if name.to_string_lossy().ends_with(TMP_SUFFIX) {
-                log::warn!(
-                    "state: removing {} left by an interrupted write",
-                    entry.path().display()
-                );
-                fs::remove_file(entry.path())?;
+impl fmt::Display for OpenError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpenError::Refused(m) | OpenError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+/// What a refusal means for whoever runs the simulator.
+fn hint(refusal: &Refusal) -> &'static str {
+    match refusal {
+        Refusal::NoState => "",
+        Refusal::StateMissing { .. } => {
+            "; the slot files were deleted or moved, and the generation guard remembers them"
+        }
+        Refusal::WrongKey { .. } => "; wrong --key-file for this state?",
+        Refusal::UnknownVersion { .. } | Refusal::UnsupportedFlags { .. } => {
+            "; written by a newer svtpm, and an older slot is never used in its place"
+        }
+        Refusal::TamperedHeader { .. }
+        | Refusal::TamperedCiphertext { .. }
+        | Refusal::Corrupt { .. }
+        | Refusal::BothCorrupt { .. } => "; the state was altered or damaged",
+        Refusal::GenerationConflict { .. } => "; the slots come from two different histories",
+        Refusal::Rollback { .. } => "; an older copy of the state was put back",
+    }
+}
+
+/// The message for a refused stored state.
+fn refused(loc: &Location, refusal: &Refusal) -> OpenError {
+    OpenError::Refused(match refusal {
+        Refusal::NoState => format!(
+            "no vTPM state in {}; pass --provision to create a new vTPM",
+            loc.dir.display()
+        ),
+        r => format!(
+            "refusing the vTPM state in {} (guard {}): {r}{}",
+            loc.dir.display(),
+            loc.guard_file.display(),
+            hint(r)
+        ),
+    })
+}
+
+fn guard(loc: &Location) -> Result<FileGuard, OpenError> {
+    FileGuard::open(&loc.guard_file).map_err(|e| OpenError::Failed(e.to_string()))
+}
+
+fn describe_other(other: &OtherSlot) -> String {
+    match other {
+        OtherSlot::Empty => "empty".into(),
+        OtherSlot::Older { generation } => format!("generation {generation}"),
+        OtherSlot::Duplicate => "a copy".into(),
+        OtherSlot::Invalid(e) => format!("damaged ({e})"),
+    }
+}
+
+/// Opens the stored state. An empty or missing directory is refused.
+pub fn open(loc: &Location, key: StateKey) -> Result<SealedStorage, OpenError> {
+    let guard = guard(loc)?;
+    if !loc.dir.exists() {
+        // Report what opening an empty directory would, without creating it.
+        let refusal = match guard.read() {
+            Ok(Some(recorded)) => Refusal::StateMissing { recorded },
+            Ok(None) => Refusal::NoState,
+            Err(e) => return Err(OpenError::Failed(e.to_string())),
+        };
+        return Err(refused(loc, &refusal));
+    }
+    let store = DirStore::open(&loc.dir)
+        .map_err(|e| OpenError::Failed(format!("state directory {}: {e}", loc.dir.display())))?;
+    match VtpmState::open(key, store, guard, OsEntropy) {
+        Ok(state) => {
+            let info = state.open_info();
+            let text = format!(
+                "state {}: generation {} from {}, other slot {}; holds {}",
+                loc.dir.display(),
+                info.generation,
+                info.slot,
+                describe_other(&info.other),
+                blob_list(state.blobs())
+            );
+            if matches!(info.other, OtherSlot::Invalid(_)) {
+                log::warn!("{text}; the damaged slot is replaced by the next commit");
+            } else {
+                log::info!("{text}");
             }
+            Ok(SealedStorage { state })
         }
-        Ok(Self {
-            dir: dir.to_path_buf(),
-        })
-    }
-
-    /// The names of the blobs present, sorted.
-    pub fn names(&self) -> io::Result<Vec<String>> {
-        let mut names = Vec::new();
-        for entry in fs::read_dir(&self.dir)? {
-            let name = entry?.file_name().to_string_lossy().into_owned();
-            if valid_name(&name) {
-                names.push(name);
-            }
-        }
-        names.sort();
-        Ok(names)
-    }
-
-    fn path(&self, name: &str) -> Result<PathBuf, StorageError> {
-        if valid_name(name) {
-            Ok(self.dir.join(name))
-        } else {
-            Err(StorageError::Backend(format!("invalid blob name {name:?}")))
-        }
-    }
-
-    fn sync_dir(&self) -> io::Result<()> {
-        File::open(&self.dir)?.sync_all()
-    }
-
-    fn write_atomically(&self, path: &Path, data: &[u8]) -> io::Result<()> {
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(TMP_SUFFIX);
-        let tmp = PathBuf::from(tmp);
-        let result = (|| {
-            let mut f = OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&tmp)?;
-            f.write_all(data)?;
-            f.sync_all()?;
-            drop(f);
-            fs::rename(&tmp, path)?;
-            self.sync_dir()
-        })();
-        if result.is_err() {
-            // Best effort: the old blob is intact, only the temp file may remain.
-            let _ = fs::remove_file(&tmp);
-        }
-        result
+        Err(StateError::Refused(r)) => Err(refused(loc, &r)),
+        Err(StateError::Guard(e)) => Err(OpenError::Failed(format!(
+            "generation guard {}: {e}",
+            loc.guard_file.display()
+        ))),
+        Err(e) => Err(OpenError::Failed(format!(
+            "cannot open the state in {}: {e}",
+            loc.dir.display()
+        ))),
     }
 }
 
-/// Blob names are libtpms' own (`permall`, `volatilestate`, ...): plain
-/// words, never paths and never our temporary names.
-fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('.')
-        && !name.ends_with(TMP_SUFFIX)
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+/// Provisions (manufactures) a new, empty vTPM state in `loc` (the
+/// directory is created if missing); the engine manufactures the TPM on
+/// its first start. Refuses if the directory holds a state or the guard
+/// remembers one.
+pub fn provision(loc: &Location, key: StateKey) -> Result<SealedStorage, OpenError> {
+    let guard = guard(loc)?;
+    let store = DirStore::create(&loc.dir)
+        .map_err(|e| OpenError::Failed(format!("state directory {}: {e}", loc.dir.display())))?;
+    // Checked here first so that a stored state is named as such even when
+    // the guard remembers it too.
+    match store.holds_slots() {
+        Ok(false) => {}
+        Ok(true) => {
+            return Err(OpenError::Refused(format!(
+                "--provision refused: {} already holds a vTPM state; start without \
+                 --provision to use it",
+                loc.dir.display()
+            )))
+        }
+        Err(e) => {
+            return Err(OpenError::Failed(format!(
+                "state directory {}: {e}",
+                loc.dir.display()
+            )))
+        }
+    }
+    match VtpmState::provision(key, store, guard, OsEntropy, StateBlobs::new()) {
+        Ok(state) => {
+            log::info!(
+                "provisioned a new vTPM state in {} (generation {}, guard {})",
+                loc.dir.display(),
+                state.generation(),
+                loc.guard_file.display()
+            );
+            Ok(SealedStorage { state })
+        }
+        Err(StateError::SlotOccupied { slot }) => Err(OpenError::Refused(format!(
+            "--provision refused: {} already holds a vTPM state ({slot} exists); \
+             start without --provision to use it",
+            loc.dir.display()
+        ))),
+        Err(StateError::AlreadyProvisioned { recorded }) => Err(OpenError::Refused(format!(
+            "--provision refused: the generation guard {} records generation {recorded} of a \
+             vTPM provisioned for {}; its state is missing, and is not silently replaced by a \
+             new vTPM (remove the guard file on purpose to start over)",
+            loc.guard_file.display(),
+            loc.dir.display()
+        ))),
+        Err(e) => Err(OpenError::Failed(format!(
+            "cannot provision a state in {}: {e}",
+            loc.dir.display()
+        ))),
+    }
 }
 
-fn backend(op: &str, path: &Path, e: &io::Error) -> StorageError {
-    let why = format!("{op} {}: {e}", path.display());
-    log::error!("state: {why}");
-    StorageError::Backend(why)
+fn blob_list(blobs: &StateBlobs) -> String {
+    if blobs.is_empty() {
+        return "no blobs yet (the engine manufactures the TPM)".into();
+    }
+    blobs
+        .names()
+        .map(|n| format!("{n} ({} bytes)", blobs.get(n).map_or(0, <[u8]>::len)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
-impl NvStorage for FileStorage {
+/// The sealed state as the engine's [`NvStorage`], logging every commit and
+/// every failure.
+#[derive(Debug)]
+pub struct SealedStorage {
+    state: DiskState,
+}
+
+impl SealedStorage {
+    fn failed(&self, what: &str, name: &str, e: StorageError) -> StorageError {
+        let detail = self
+            .state
+            .guard()
+            .last_error()
+            .map(|g| format!(" (guard: {g})"))
+            .unwrap_or_default();
+        log::error!("state: {what} {name} failed: {e}{detail}");
+        e
+    }
+}
+
+impl NvStorage for SealedStorage {
     fn load(&mut self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        let path = self.path(name)?;
-        match fs::read(&path) {
-            Ok(data) => {
-                log::debug!("state: loaded {name} ({} bytes)", data.len());
-                Ok(Some(data))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(backend("reading", &path, &e)),
-        }
+        self.state.load(name)
     }
 
     fn store(&mut self, name: &str, data: &[u8]) -> Result<(), StorageError> {
-        let path = self.path(name)?;
-        self.write_atomically(&path, data)
-            .map_err(|e| backend("writing", &path, &e))?;
-        log::debug!("state: stored {name} ({} bytes)", data.len());
-        Ok(())
+        let before = self.state.generation();
+        match NvStorage::store(&mut self.state, name, data) {
+            Ok(()) if self.state.generation() != before => {
+                log::debug!(
+                    "state: committed {name} ({} bytes) as generation {} in {}",
+                    data.len(),
+                    self.state.generation(),
+                    self.state.current_slot()
+                );
+                Ok(())
+            }
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.failed("storing", name, e)),
+        }
     }
 
     fn delete(&mut self, name: &str) -> Result<(), StorageError> {
-        let path = self.path(name)?;
-        match fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(StorageError::NotFound),
-            Err(e) => return Err(backend("deleting", &path, &e)),
+        match NvStorage::delete(&mut self.state, name) {
+            Ok(()) => {
+                log::debug!(
+                    "state: deleted {name} in generation {}",
+                    self.state.generation()
+                );
+                Ok(())
+            }
+            Err(StorageError::NotFound) => Err(StorageError::NotFound),
+            Err(e) => Err(self.failed("deleting", name, e)),
         }
-        self.sync_dir()
-            .map_err(|e| backend("syncing", &self.dir, &e))?;
-        log::debug!("state: deleted {name}");
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn store_load_replace_delete() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = FileStorage::open(dir.path()).unwrap();
-        assert_eq!(s.load("permall").unwrap(), None);
-        s.store("permall", b"one").unwrap();
-        assert_eq!(s.load("permall").unwrap().as_deref(), Some(&b"one"[..]));
-        s.store("permall", b"two, longer").unwrap();
-        assert_eq!(
-            s.load("permall").unwrap().as_deref(),
-            Some(&b"two, longer"[..])
-        );
-        assert_eq!(s.names().unwrap(), vec!["permall".to_string()]);
-        // The blob is a plain file named after it, with no temp file left.
-        assert_eq!(
-            fs::read(dir.path().join("permall")).unwrap(),
-            b"two, longer"
-        );
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
-        s.delete("permall").unwrap();
-        assert_eq!(s.load("permall").unwrap(), None);
-        assert_eq!(s.delete("permall"), Err(StorageError::NotFound));
-    }
-
-    #[test]
-    fn survives_reopen_and_cleans_interrupted_writes() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let mut s = FileStorage::open(dir.path()).unwrap();
-            s.store("volatilestate", &[1, 2, 3]).unwrap();
-        }
-        fs::write(dir.path().join("permall.tmp"), b"half").unwrap();
-        let mut s = FileStorage::open(dir.path()).unwrap();
-        assert!(!dir.path().join("permall.tmp").exists());
-        assert_eq!(s.load("permall").unwrap(), None);
-        assert_eq!(
-            s.load("volatilestate").unwrap().as_deref(),
-            Some(&[1u8, 2, 3][..])
-        );
-    }
-
-    #[test]
-    fn refuses_names_that_are_paths() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = FileStorage::open(dir.path()).unwrap();
-        for bad in ["", "../x", "a/b", ".hidden", "x.tmp", "nul\0"] {
-            assert!(
-                matches!(s.store(bad, b"x"), Err(StorageError::Backend(_))),
-                "{bad:?} accepted"
-            );
-            assert!(s.load(bad).is_err(), "{bad:?} accepted");
-        }
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
-    }
-
-    #[test]
-    fn write_failure_keeps_the_old_blob() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = FileStorage::open(dir.path()).unwrap();
-        s.store("permall", b"old").unwrap();
-        // A directory in the temp file's place makes the write fail.
-        fs::create_dir(dir.path().join("permall.tmp")).unwrap();
-        assert!(matches!(
-            s.store("permall", b"new"),
-            Err(StorageError::Backend(_))
-        ));
-        assert_eq!(s.load("permall").unwrap().as_deref(), Some(&b"old"[..]));
     }
 }

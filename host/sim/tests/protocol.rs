@@ -12,7 +12,7 @@ use std::net::{Shutdown, TcpStream};
 use std::time::Duration;
 
 use common::*;
-use harness::{closed_by_peer, read_u32, Mssim, Sim};
+use harness::{closed_by_peer, read_u32, Mssim, Sim, Vtpm};
 use sha2::{Digest, Sha256};
 
 const POWER_ON: u32 = 1;
@@ -205,8 +205,8 @@ fn hash_sequence_measures_into_pcr17() {
 
 #[test]
 fn stop_ends_the_server_and_the_state_reloads() {
-    let state = tempfile::tempdir().unwrap();
-    let mut sim = Sim::start_on(state.path(), "tis");
+    let vtpm = Vtpm::new();
+    let mut sim = Sim::provision(&vtpm, "tis");
     let mut c = sim.client();
     expect_ok(&c.send(0, &startup(SU_CLEAR)));
     let (h, public) = created_public(&c.send(0, &create_primary_ecc(RH_OWNER)));
@@ -216,9 +216,10 @@ fn stop_ends_the_server_and_the_state_reloads() {
         .wait_exit(Duration::from_secs(10))
         .expect("server exits on STOP");
     assert!(status.success(), "{status}");
-    assert!(state.path().join("permall").is_file());
+    assert!(vtpm.slot('a').is_file() && vtpm.slot('b').is_file());
+    assert!(vtpm.recorded().unwrap() >= 2, "manufacture was committed");
 
-    let sim = Sim::start_on(state.path(), "crb");
+    let sim = Sim::start_on(&vtpm, "crb");
     let mut c = sim.client();
     expect_ok(&c.send(0, &startup(SU_CLEAR)));
     let (_, again) = created_public(&c.send(0, &create_primary_ecc(RH_OWNER)));
@@ -226,45 +227,29 @@ fn stop_ends_the_server_and_the_state_reloads() {
 }
 
 #[test]
-fn unreadable_state_is_refused_not_replaced() {
-    let state = tempfile::tempdir().unwrap();
-    std::fs::write(state.path().join("permall"), b"not a libtpms state blob").unwrap();
-    let log_dir = tempfile::tempdir().unwrap();
-    let log = std::fs::File::create(log_dir.path().join("log")).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_svtpm-sim"))
-        .args(["--port", "0", "--state-dir"])
-        .arg(state.path())
-        .stderr(log)
-        .output()
-        .unwrap();
-    assert!(!out.status.success(), "started on a damaged state");
-    assert!(out.stdout.is_empty(), "announced a port on a damaged state");
-    assert_eq!(
-        std::fs::read(state.path().join("permall")).unwrap(),
-        b"not a libtpms state blob",
-        "the damaged state was overwritten"
-    );
-    let log = std::fs::read_to_string(log_dir.path().join("log")).unwrap();
-    assert!(log.contains("did not power on"), "{log}");
-}
-
-#[test]
 fn storage_failure_stops_the_tpm_and_a_power_cycle_resumes_the_durable_state() {
     let (mut sim, mut c) = started("tis");
     send_ok(&mut c, &nv_define_space(0x0150_0001, 4));
     send_ok(&mut c, &nv_write(0x0150_0001, b"abcd", 0));
-    // A directory where the next state file's temporary copy must go makes
-    // every store fail.
-    let obstacle = sim.state_dir.join("permall.tmp");
-    std::fs::create_dir(&obstacle).unwrap();
+    // Directories where the slot files' temporary copies must go make
+    // every commit fail.
+    let obstacles: Vec<_> = ["a", "b"]
+        .iter()
+        .map(|s| sim.state_dir.join(format!(".slot-{s}.svtpm.tmp")))
+        .collect();
+    for o in &obstacles {
+        std::fs::create_dir(o).unwrap();
+    }
     let r = c.send(0, &nv_define_space(0x0150_0002, 4));
     assert_eq!(header(&r).rc, 0x101, "TPM_RC_FAILURE after a failed store");
     assert_eq!(header(&c.send(0, &get_random(4))).rc, 0x101, "failure mode");
     assert!(sim.alive());
     let log = sim.log();
-    assert!(log.contains("state: writing"), "{log}");
+    assert!(log.contains("state: storing permall failed"), "{log}");
 
-    std::fs::remove_dir(&obstacle).unwrap();
+    for o in &obstacles {
+        std::fs::remove_dir(o).unwrap();
+    }
     assert_eq!(c.signal(POWER_OFF), 0);
     assert_eq!(c.signal(POWER_ON), 0);
     expect_ok(&c.send(0, &startup(SU_CLEAR)));
@@ -276,6 +261,8 @@ fn storage_failure_stops_the_tpm_and_a_power_cycle_resumes_the_durable_state() {
         RC_SUCCESS,
         "the definition that was never stored exists"
     );
+    // The power-on read the state from disk again.
+    assert_eq!(sim.log().matches("other slot").count(), 1, "{}", sim.log());
 }
 
 #[test]

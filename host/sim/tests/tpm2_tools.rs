@@ -3,7 +3,7 @@
 
 mod harness;
 
-use harness::{hex, pcr_from_output, unhex, yaml_value, Sim, Tools};
+use harness::{hex, pcr_from_output, unhex, yaml_value, Sim, Tools, Vtpm};
 use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha384};
 
@@ -458,8 +458,8 @@ fn encrypted_session_crb() {
 /// the state does not depend on it.
 #[test]
 fn restart_keeps_nv_and_primary_key() {
-    let state = tempfile::tempdir().unwrap();
-    let mut sim = Sim::start_on(state.path(), "tis");
+    let vtpm = Vtpm::new();
+    let mut sim = Sim::provision(&vtpm, "tis");
     let mut t = Tools::new(&sim);
     t.run("tpm2_startup", &["-c"]);
     let before = t.run(
@@ -489,7 +489,7 @@ fn restart_keeps_nv_and_primary_key() {
     drop(sim);
 
     for interface in ["tis", "crb"] {
-        let sim = Sim::start_on(state.path(), interface);
+        let sim = Sim::start_on(&vtpm, interface);
         t.retarget(&sim);
         t.run("tpm2_startup", &["-c"]);
         let after = t.run(

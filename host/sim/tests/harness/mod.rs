@@ -27,6 +27,149 @@ pub fn require(program: &str, package: &str) {
     );
 }
 
+/// A vTPM's files, in one temporary directory: a random state key file
+/// (`key`), the state directory (`state/`, created by provisioning) and
+/// the generation guard at its default place beside it (`state.guard`).
+pub struct Vtpm {
+    root: TempDir,
+}
+
+impl Vtpm {
+    /// New files: a fresh random key, no state yet.
+    pub fn new() -> Vtpm {
+        let root = tempfile::tempdir().unwrap();
+        let mut key = [0u8; 32];
+        File::open("/dev/urandom")
+            .unwrap()
+            .read_exact(&mut key)
+            .unwrap();
+        let v = Vtpm { root };
+        v.write_key(&hex(&key));
+        v
+    }
+
+    /// Replaces the key file's contents (mode 0600).
+    pub fn write_key(&self, text: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(self.key_file(), text).unwrap();
+        std::fs::set_permissions(self.key_file(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    /// The key, as written in the key file.
+    pub fn key_hex(&self) -> String {
+        std::fs::read_to_string(self.key_file())
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    }
+
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.path().join("state")
+    }
+
+    pub fn key_file(&self) -> PathBuf {
+        self.root.path().join("key")
+    }
+
+    /// Where svtpm-sim puts the guard by default.
+    pub fn guard_file(&self) -> PathBuf {
+        self.root.path().join("state.guard")
+    }
+
+    /// A slot file (`'a'` or `'b'`).
+    pub fn slot(&self, slot: char) -> PathBuf {
+        self.state_dir().join(format!("slot-{slot}.svtpm"))
+    }
+
+    /// The generation recorded in the guard file.
+    pub fn recorded(&self) -> Option<u64> {
+        let text = std::fs::read_to_string(self.guard_file()).ok()?;
+        text.lines().nth(1)?.parse().ok()
+    }
+
+    /// Every file of the vTPM (state directory and guard) with its bytes,
+    /// sorted by path: to check that nothing was touched.
+    pub fn files(&self) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut out = Vec::new();
+        if let Ok(rd) = std::fs::read_dir(self.state_dir()) {
+            for e in rd {
+                let p = e.unwrap().path();
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+        if let Ok(g) = std::fs::read(self.guard_file()) {
+            out.push((self.guard_file(), g));
+        }
+        out.sort();
+        out
+    }
+
+    /// The simulator command for this vTPM (port 0, debug log), without
+    /// `--provision`.
+    pub fn command(&self, interface: &str) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_svtpm-sim"));
+        c.args(["--port", "0", "--interface", interface, "--state-dir"])
+            .arg(self.state_dir())
+            .arg("--key-file")
+            .arg(self.key_file())
+            .env("RUST_LOG", "debug");
+        c
+    }
+
+    /// Runs the simulator with `extra` arguments, expecting it to refuse to
+    /// start: it must exit by itself within 30 s.
+    pub fn run_to_exit(&self, extra: &[&std::ffi::OsStr]) -> Exited {
+        let log_dir = tempfile::tempdir().unwrap();
+        let log_path = log_dir.path().join("log");
+        let mut child = self
+            .command("tis")
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(File::create(&log_path).unwrap())
+            .spawn()
+            .unwrap();
+        let end = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(s) = child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > end {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "svtpm-sim did not exit; log:\n{}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let mut stdout = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .unwrap();
+        Exited {
+            status,
+            stdout,
+            log: std::fs::read_to_string(&log_path).unwrap(),
+        }
+    }
+}
+
+/// A simulator run that ended by itself.
+pub struct Exited {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub log: String,
+}
+
 /// A running `svtpm-sim`, killed when dropped.
 pub struct Sim {
     child: Child,
@@ -35,28 +178,37 @@ pub struct Sim {
     /// State directory.
     pub state_dir: PathBuf,
     log_path: PathBuf,
-    _own_state: Option<TempDir>,
+    _own_vtpm: Option<Vtpm>,
     _log_dir: TempDir,
 }
 
 impl Sim {
-    /// Starts a simulator on a new, empty state directory.
+    /// Starts a simulator on a new vTPM (provisioned now).
     pub fn start(interface: &str) -> Sim {
-        let dir = tempfile::tempdir().unwrap();
-        let mut sim = Sim::start_on(dir.path(), interface);
-        sim._own_state = Some(dir);
+        let v = Vtpm::new();
+        let mut sim = Sim::provision(&v, interface);
+        sim._own_vtpm = Some(v);
         sim
     }
 
-    /// Starts a simulator on `state_dir` (which outlives it).
-    pub fn start_on(state_dir: &Path, interface: &str) -> Sim {
+    /// Provisions a new vTPM in `vtpm` and starts a simulator on it.
+    pub fn provision(vtpm: &Vtpm, interface: &str) -> Sim {
+        Sim::launch(vtpm, interface, &["--provision".as_ref()])
+    }
+
+    /// Starts a simulator on the existing state of `vtpm`.
+    pub fn start_on(vtpm: &Vtpm, interface: &str) -> Sim {
+        Sim::launch(vtpm, interface, &[])
+    }
+
+    /// Starts a simulator on `vtpm` with `extra` arguments.
+    pub fn launch(vtpm: &Vtpm, interface: &str, extra: &[&std::ffi::OsStr]) -> Sim {
         let log_dir = tempfile::tempdir().unwrap();
         let log_path = log_dir.path().join("sim.log");
         let log = File::create(&log_path).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_svtpm-sim"))
-            .args(["--port", "0", "--interface", interface, "--state-dir"])
-            .arg(state_dir)
-            .env("RUST_LOG", "debug")
+        let mut child = vtpm
+            .command(interface)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -93,9 +245,9 @@ impl Sim {
         Sim {
             child,
             port,
-            state_dir: state_dir.to_path_buf(),
+            state_dir: vtpm.state_dir(),
             log_path,
-            _own_state: None,
+            _own_vtpm: None,
             _log_dir: log_dir,
         }
     }
