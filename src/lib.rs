@@ -19,4 +19,5 @@ pub mod crb;
 pub mod engine;
 pub mod mmio;
 pub mod nvstate;
+pub mod platform;
 pub mod tis;

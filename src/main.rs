@@ -347,7 +347,16 @@ mod image {
             .split_whitespace()
             .any(|w| w == "svtpm.mode=selftest");
         if !selftest {
-            log::info!("no hypervisor yet: engine self-test only");
+            match svtpm::platform::svm::launch(&boot) {
+                Ok(never) => match never {},
+                Err(svtpm::platform::svm::LaunchError::NoGuestFirmware) => {
+                    log::info!("no guest firmware (fw_cfg opt/svtpm/ovmf): engine self-test only");
+                }
+                Err(e) => {
+                    log::error!("cannot run the guest: {e}");
+                    power::exit(false)
+                }
+            }
         }
         let ok = super::selftest::run(&mut Console, now_ms);
         let (used, free) = svtpm::arch::heap::usage();
