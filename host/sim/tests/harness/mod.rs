@@ -319,6 +319,15 @@ impl Tools {
         }
     }
 
+    /// A working directory for a TPM at `tcti` (e.g. swtpm's `swtpm:` TCTI).
+    pub fn for_tcti(tcti: String) -> Tools {
+        require("tpm2_startup", "tpm2-tools");
+        Tools {
+            dir: tempfile::tempdir().unwrap(),
+            tcti,
+        }
+    }
+
     /// Points at another simulator (e.g. after a restart).
     pub fn retarget(&mut self, sim: &Sim) {
         self.tcti = sim.tcti();
@@ -511,38 +520,62 @@ pub fn closed_by_peer(s: &mut TcpStream) -> bool {
     }
 }
 
-/// A TCP port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind(("127.0.0.1", 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A running `swtpm socket --tpm2`, killed when dropped.
 pub struct Swtpm {
     child: Child,
     pub port: u16,
-    _dir: TempDir,
+    ctrl: u16,
+    _dir: Option<TempDir>,
+}
+
+/// Two consecutive TCP ports that were free a moment ago.
+fn free_port_pair() -> (u16, u16) {
+    loop {
+        let a = TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        let p = a.local_addr().unwrap().port();
+        if p < u16::MAX && TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            return (p, p + 1);
+        }
+    }
 }
 
 impl Swtpm {
     /// Starts swtpm on a new state directory, already past Startup(CLEAR).
     pub fn start() -> Swtpm {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sw = Swtpm::launch(
+            dir.path(),
+            &["--flags".into(), "not-need-init,startup-clear".into()],
+        );
+        sw._dir = Some(dir);
+        sw
+    }
+
+    /// Starts swtpm on the existing state in `dir`, encrypted with the hex
+    /// AES-128 key in `key` if given, initialized but before Startup. Its
+    /// control port is the server port + 1, as the `swtpm:` TCTI expects.
+    pub fn serve(dir: &Path, key: Option<&Path>) -> Swtpm {
+        let mut args: Vec<String> = vec!["--flags".into(), "not-need-init".into()];
+        if let Some(k) = key {
+            args.push("--key".into());
+            args.push(format!("file={},mode=aes-cbc", k.display()));
+        }
+        Swtpm::launch(dir, &args)
+    }
+
+    fn launch(dir: &Path, extra: &[String]) -> Swtpm {
         require("swtpm", "swtpm");
         for _ in 0..5 {
-            let dir = tempfile::tempdir().unwrap();
-            let (port, ctrl) = (free_port(), free_port());
+            let (port, ctrl) = free_port_pair();
             let mut child = Command::new("swtpm")
                 .args(["socket", "--tpm2"])
                 .arg("--server")
-                .arg(format!("type=tcp,port={port}"))
+                .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
                 .arg("--ctrl")
-                .arg(format!("type=tcp,port={ctrl}"))
+                .arg(format!("type=tcp,port={ctrl},bindaddr=127.0.0.1"))
                 .arg("--tpmstate")
-                .arg(format!("dir={}", dir.path().display()))
-                .args(["--flags", "not-need-init,startup-clear"])
+                .arg(format!("dir={}", dir.display()))
+                .args(extra)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -557,7 +590,8 @@ impl Swtpm {
                     return Swtpm {
                         child,
                         port,
-                        _dir: dir,
+                        ctrl,
+                        _dir: None,
                     };
                 }
                 std::thread::sleep(Duration::from_millis(20));
@@ -568,10 +602,31 @@ impl Swtpm {
         panic!("swtpm did not start");
     }
 
+    /// `TPM2TOOLS_TCTI` for this swtpm.
+    pub fn tcti(&self) -> String {
+        format!("swtpm:host=127.0.0.1,port={}", self.port)
+    }
+
     pub fn connect(&self) -> RawTpm {
         let s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         RawTpm(s)
+    }
+
+    /// Stops swtpm through its control channel (`swtpm_ioctl -s`: it
+    /// finishes writing its state) and waits for it to exit.
+    pub fn stop(mut self) {
+        require("swtpm_ioctl", "swtpm-tools");
+        let st = Command::new("swtpm_ioctl")
+            .args(["--tcp", &format!("127.0.0.1:{}", self.ctrl), "-s"])
+            .status()
+            .unwrap();
+        assert!(st.success(), "swtpm_ioctl -s: {st}");
+        let end = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < end, "swtpm did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
