@@ -7,10 +7,15 @@
 //! the task that needs them and installed when possible (see [`packages`] and
 //! [`toolchain`]).
 
+mod acpi;
 mod bench;
+mod console;
+mod cpio;
 mod elf;
 mod fuzz;
+mod guest;
 mod packages;
+mod qemu;
 mod run;
 mod steps;
 mod test;
@@ -30,20 +35,37 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Build everything and serve the vTPM stack to host tools (the QEMU guest boot is not there yet).
+    /// Boot OVMF + Linux under QEMU TCG with a TPM and run the guest's TPM checks.
     ///
-    /// NOT YET the real thing: booting a guest (OVMF + Linux) under QEMU with the
-    /// vTPM is a later work item. For now this builds the workspace and runs
-    /// `svtpm-sim` in the foreground on the TCG simulator ports (127.0.0.1:2321
-    /// commands, 2322 platform), with its state under `target/svtpm-state/`, so
-    /// tpm2-tools can talk to it with
-    /// `TPM2TOOLS_TCTI=mssim:host=127.0.0.1,port=2321`. Stop it with Ctrl-C.
+    /// Builds the svtpm image (release), the guest boot medium (a UKI with
+    /// Debian's kernel and an initramfs of busybox + tpm2-tools, on a FAT
+    /// image under target/guest/) and, for svtpm, the ACPI tables describing
+    /// the TPM; then boots QEMU and streams the serial console. The guest's
+    /// kernel binds its own tpm_tis or tpm_crb driver; a script reads random
+    /// numbers and PCRs, replays the firmware event log against the PCRs, and
+    /// seals and unseals a secret under a PCR policy. Exits non-zero unless
+    /// every check passed. See docs/guest.md.
+    ///
+    /// `--sim` instead builds the workspace and runs svtpm-sim in the
+    /// foreground on the TCG simulator ports (127.0.0.1:2321 commands, 2322
+    /// platform), state under target/svtpm-state/, for tpm2-tools with
+    /// `TPM2TOOLS_TCTI=mssim:host=127.0.0.1,port=2321`; stop it with Ctrl-C.
     Run {
-        /// Serve the register model of this interface (passed to svtpm-sim).
+        /// The guest's TPM: the svtpm image as SVM host, or QEMU's TPM device
+        /// on Debian's swtpm (the baseline, no svtpm involved).
+        #[arg(long, value_enum, default_value_t = qemu::Tpm::Svtpm)]
+        tpm: qemu::Tpm,
+        /// The TPM interface (Linux binds tpm_tis or tpm_crb).
         #[arg(long, value_enum, default_value_t = run::Interface::Tis)]
         interface: run::Interface,
-        /// Start from an empty TPM: delete the state directory first.
-        #[arg(long)]
+        /// Kill QEMU after this many seconds.
+        #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+        timeout: u64,
+        /// Serve the vTPM stack to host tools with svtpm-sim instead of booting a guest.
+        #[arg(long, conflicts_with_all = ["tpm", "timeout"])]
+        sim: bool,
+        /// With --sim: start from an empty TPM (delete the state directory first).
+        #[arg(long, requires = "sim")]
         fresh: bool,
     },
     /// Run every check CI runs: packages, fmt, clippy, tests, image link check, fuzz build.
@@ -52,8 +74,11 @@ enum Task {
     /// clippy on the workspace (host) and on the image (x86_64-unknown-none);
     /// `cargo test --workspace`; a release build of the freestanding image and a
     /// check that its ELF has no undefined symbols; a `cargo fuzz build` smoke
-    /// test when nightly and cargo-fuzz are installed. Steps that cannot apply yet
-    /// (no image, no fuzz targets) are reported as skipped, with the reason.
+    /// test when nightly and cargo-fuzz are installed; the guest boot medium,
+    /// then guest boots under QEMU (OVMF + Linux, TIS and CRB) with the swtpm
+    /// baseline and with the svtpm image, each required to pass every guest
+    /// check. Steps that cannot apply yet (no image, an image that cannot host
+    /// a guest yet, no fuzz targets) are reported as skipped, with the reason.
     Test {
         /// Skip the formatting and clippy steps.
         #[arg(long)]
@@ -103,7 +128,22 @@ fn real_main() -> Result<()> {
     let cli = Cli::parse();
     let ws = workspace::Workspace::locate()?;
     match cli.task {
-        Task::Run { interface, fresh } => run::run(&ws, interface, fresh),
+        Task::Run {
+            tpm,
+            interface,
+            timeout,
+            sim,
+            fresh,
+        } => run::run(
+            &ws,
+            run::Options {
+                tpm,
+                interface,
+                sim,
+                fresh,
+                timeout,
+            },
+        ),
         Task::Test { quick } => test::test(&ws, quick),
         Task::Fuzz { target, seconds } => fuzz::fuzz(&ws, target.as_deref(), seconds),
         Task::Bench { json, iterations } => bench::bench(&ws, json.as_deref(), iterations),

@@ -2,9 +2,8 @@
 //! installs the missing ones.
 //!
 //! Each task declares the groups it needs (`packages::ensure(&[Group::Build,
-//! ...])`). A new need (for example QEMU boot tests: qemu-system-x86, ovmf,
-//! linux-image-amd64, busybox-static, cpio) becomes a new [`Group`] variant
-//! listed in [`Group::ALL`] and in the tasks that use it.
+//! ...])`). A new need becomes a new [`Group`] variant listed in
+//! [`Group::ALL`] and in the tasks that use it.
 //!
 //! Missing packages are installed with apt-get when running as root; otherwise
 //! the exact `sudo apt-get install` line is printed and the step fails.
@@ -24,17 +23,37 @@ pub enum Group {
     /// Host-side tests and benchmarks against real TPM tools: tpm2-tools as the
     /// client of svtpm-sim, swtpm as the reference TPM.
     Test,
+    /// Booting a guest under QEMU: the boot medium (kernel, busybox,
+    /// tpm2-tools and the TCTI they load at run time, systemd's UKI stub,
+    /// objcopy/readelf, FAT tools, gzip), the ACPI compiler, OVMF, QEMU and
+    /// swtpm for the baseline.
+    Guest,
 }
 
 impl Group {
     /// Every group, for `cargo xtask setup` and CI.
-    pub const ALL: &'static [Group] = &[Group::Build, Group::Test];
+    pub const ALL: &'static [Group] = &[Group::Build, Group::Test, Group::Guest];
 
     /// The packages of this group.
     pub fn packages(self) -> &'static [&'static str] {
         match self {
             Group::Build => &["gcc", "pkg-config", "libtpms-dev", "libssl-dev"],
             Group::Test => &["tpm2-tools", "swtpm", "swtpm-tools"],
+            Group::Guest => &[
+                "linux-image-amd64",
+                "busybox-static",
+                "tpm2-tools",
+                "libtss2-tcti-device0",
+                "systemd-boot-efi",
+                "binutils",
+                "gzip",
+                "dosfstools",
+                "mtools",
+                "acpica-tools",
+                "ovmf",
+                "qemu-system-x86",
+                "swtpm",
+            ],
         }
     }
 }
