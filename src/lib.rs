@@ -14,6 +14,7 @@
 extern crate alloc;
 
 pub mod arch;
+pub mod attest;
 pub mod backend;
 pub mod crb;
 pub mod engine;

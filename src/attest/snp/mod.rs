@@ -1,0 +1,1 @@
+//! SEV-SNP attestation: guest request messages and attestation reports.
