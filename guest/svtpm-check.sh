@@ -57,6 +57,7 @@ dev=/sys/class/tpm/tpm0
 if [ -e "$dev/device/driver" ] && [ -c /dev/tpm0 ] && [ -c /dev/tpmrm0 ]; then
     driver=$(basename "$(readlink "$dev/device/driver")")
     major=$(cat "$dev/tpm_version_major" 2>/dev/null)
+    echo "svtpm-check: tpm0 is $(readlink -f "$dev/device"), driver $driver"
     if [ "$major" = 2 ]; then
         ok "driver=$driver" "tpm0 is a TPM 2.0"
     else

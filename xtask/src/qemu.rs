@@ -130,11 +130,6 @@ impl Report {
             .collect()
     }
 
-    /// Whether any console line contains `text`.
-    pub fn console_contains(&self, text: &str) -> bool {
-        self.lines.iter().any(|l| l.contains(text))
-    }
-
     /// Fails (with the console's last lines) unless the guest finished with
     /// every check passed and each of `required` reported.
     pub fn verdict(&self, required: &[&str]) -> Result<()> {
