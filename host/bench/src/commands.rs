@@ -171,6 +171,17 @@ pub fn flush_context(handle: u32) -> Vec<u8> {
     Builder::new(ST_NO_SESSIONS, 0x165).u32(handle).finish()
 }
 
+/// TPM2_EvictControl: makes the transient object `object` persistent at
+/// `persistent` (owner authorization).
+pub fn evict_control(object: u32, persistent: u32) -> Vec<u8> {
+    Builder::new(ST_SESSIONS, 0x120)
+        .u32(RH_OWNER)
+        .u32(object)
+        .password_auth()
+        .u32(persistent)
+        .finish()
+}
+
 /// TPM2_NV_DefineSpace of an ordinary index with empty auth, readable and
 /// writable with that auth, exempt from dictionary-attack counting.
 pub fn nv_define_space(index: u32, size: u16) -> Vec<u8> {

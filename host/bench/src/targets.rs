@@ -16,6 +16,10 @@ use svtpm::engine::{Engine, MemStorage};
 use svtpm::tis::Tis;
 use svtpm_drivers::{AccessCounts, Bus, Driver, LinuxCrb, LinuxTis};
 
+/// Held by tests that start an engine: only one may exist in a process.
+#[cfg(test)]
+pub static ENGINE_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Locality every benchmark command uses (the OS locality).
 const LOCALITY: u8 = 0;
 
