@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# End-to-end checks of the svtpm image under QEMU TCG (about two minutes).
+#
+#   tests/image/check.sh IMAGE [OVMF] [KERNEL]
+#
+# IMAGE   target/x86_64-unknown-none/release/svtpm
+# OVMF    guest firmware (default /usr/share/ovmf/OVMF.fd)
+# KERNEL  EFI-stub Linux kernel for the Linux check (default: the newest
+#         /boot/vmlinuz-*; the check is skipped if there is none)
+#
+# Each check runs QEMU through run-qemu.sh with a time limit, keeps its
+# serial log in $SVTPM_CHECK_LOGS (default /tmp/svtpm-image-check) and
+# asserts on it. Prints "N passed, N failed" and exits non-zero on failure.
+set -uo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+image=${1:?usage: check.sh IMAGE [OVMF] [KERNEL]}
+ovmf=${2:-/usr/share/ovmf/OVMF.fd}
+kernel=${3:-$(ls -1 /boot/vmlinuz-* 2>/dev/null | sort -V | tail -n 1)}
+logs=${SVTPM_CHECK_LOGS:-/tmp/svtpm-image-check}
+mkdir -p "$logs"
+passed=0
+failed=0
+# The guest ends a run by writing 0x10 to isa-debug-exit: QEMU exits 33.
+guest_exit='mm F4 10 -w 1 -IO -n'
+
+# run NAME SECONDS ARGS...: runs QEMU, leaves the log in $logs/NAME.log
+# and the exit status in $status.
+run() {
+    local name=$1 secs=$2
+    shift 2
+    timeout "$secs" "$here/run-qemu.sh" "$@" > "$logs/$name.log" 2>&1
+    status=$?
+}
+
+# verdict NAME CONDITION-DESCRIPTION RESULT
+verdict() {
+    if [ "$3" = 0 ]; then
+        echo "ok   $1: $2"
+        passed=$((passed + 1))
+    else
+        echo "FAIL $1: $2 (log: $logs/$1.log)"
+        failed=$((failed + 1))
+    fi
+}
+
+has() { grep -q -- "$2" "$logs/$1.log"; }
+
+# 1. The engine self-test, no guest.
+run selftest 180 "$image"
+r=1
+[ "$status" = 33 ] && has selftest "all commands succeeded" && has selftest "ReadClock -> rc 0x0" && r=0
+verdict selftest "engine commands succeed, QEMU exits 33" $r
+
+# 2. OVMF through TIS; the guest reads svtpm's memory and sees all-ones.
+esp=$logs/esp-isolation
+"$here/make-esp.sh" "$esp" -- \
+    'echo svtpm-check: dmem begin' 'dmem 100000000 40' 'dmem 100200000 40' \
+    'echo svtpm-check: dmem end' "$guest_exit"
+run ovmf-tis 240 "$image" "$ovmf" -net none -drive "file=fat:rw:$esp,format=raw,if=ide"
+r=1
+if [ "$status" = 33 ] && has ovmf-tis "guest sees it through Tis" &&
+    has ovmf-tis "TPM command 0x144 at locality 0: 12 bytes -> rc 0x0" &&
+    has ovmf-tis "TPM command 0x182 .* -> rc 0x0"; then
+    r=0
+fi
+verdict ovmf-tis "OVMF runs Startup and PCR_Extend through TIS, reaches its shell" $r
+# Every dumped line of svtpm's slot must read FF, and there must be dumped lines.
+dump=$(sed -n '/svtpm-check: dmem begin/,/svtpm-check: dmem end/p' "$logs/ovmf-tis.log" |
+    grep -E '^ +[0-9A-F]{8}: ')
+r=1
+if [ "$(printf '%s\n' "$dump" | grep -c .)" -ge 8 ] &&
+    ! printf '%s\n' "$dump" | sed 's/\*.*//' | cut -d: -f2- | grep -q -E '[0-9A-E][0-9A-F]|[0-9A-F][0-9A-E]'; then
+    r=0
+fi
+verdict isolation "the guest reads only all-ones from svtpm's memory at 4 GiB" $r
+
+# 3. OVMF through CRB.
+esp=$logs/esp-exit
+"$here/make-esp.sh" "$esp" -- "$guest_exit"
+run ovmf-crb 240 "$image" "$ovmf" -net none -drive "file=fat:rw:$esp,format=raw,if=ide" \
+    -append svtpm.interface=crb
+r=1
+if [ "$status" = 33 ] && has ovmf-crb "guest sees it through Crb" &&
+    has ovmf-crb "TPM command 0x144 at locality 0: 12 bytes -> rc 0x0" &&
+    has ovmf-crb "TPM command 0x182 .* -> rc 0x0"; then
+    r=0
+fi
+verdict ovmf-crb "OVMF runs Startup and PCR_Extend through CRB" $r
+
+# 4. Linux binds tpm_tis (forced: there are no TPM ACPI tables).
+if [ -n "$kernel" ] && [ -r "$kernel" ]; then
+    esp=$logs/esp-linux
+    "$here/make-esp.sh" "$esp" "$kernel" -- \
+        '\vmlinuz console=ttyS0 tpm_tis.force=1 tpm_tis.interrupts=0 memhp_default_state=offline panic=-1'
+    run linux-tis 300 "$image" "$ovmf" -net none -drive "file=fat:rw:$esp,format=raw,if=ide"
+    r=1
+    has linux-tis "tpm_tis tpm_tis: 2.0 TPM (device-id 0x5356, rev-id 1)" && r=0
+    verdict linux-tis "Linux tpm_tis binds the emulated TPM" $r
+else
+    echo "skip linux-tis: no kernel"
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ]
