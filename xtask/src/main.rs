@@ -14,6 +14,7 @@ mod cpio;
 mod elf;
 mod fuzz;
 mod guest;
+mod import;
 mod packages;
 mod qemu;
 mod run;
@@ -110,6 +111,15 @@ enum Task {
         #[arg(long)]
         iterations: Option<u32>,
     },
+    /// Seal an swtpm TPM 2.0 state directory into a new svtpm state directory.
+    ///
+    /// Builds and runs svtpm-import-swtpm (crate svtpm-store): reads swtpm's
+    /// tpm2-00.permall (and volatile state, if any), plain or encrypted with
+    /// --swtpm-key, and provisions it as generation 1 in --out, sealed under
+    /// --key (64 hex digits), with its generation guard beside it. The TPM
+    /// keeps its seeds, EKs, persistent keys and NV indices; serve it with
+    /// `svtpm-sim --state-dir OUT --key-file KEY`. Never replaces a state.
+    ImportSwtpm(import::ImportArgs),
     /// Check the Debian packages, Rust target and components every task needs.
     ///
     /// Installs the missing ones when running as root (apt-get, rustup);
@@ -147,6 +157,7 @@ fn real_main() -> Result<()> {
         Task::Test { quick } => test::test(&ws, quick),
         Task::Fuzz { target, seconds } => fuzz::fuzz(&ws, target.as_deref(), seconds),
         Task::Bench { json, iterations } => bench::bench(&ws, json.as_deref(), iterations),
+        Task::ImportSwtpm(args) => import::import_swtpm(&ws, &args),
         Task::Setup => setup(&ws),
     }
 }
