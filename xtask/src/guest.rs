@@ -710,6 +710,51 @@ kernel/lib/asn1.ko.xz:
     }
 
     #[test]
+    fn plan_holds_the_tools_every_library_they_need_and_the_tcti() {
+        // linux-image-amd64, busybox-static and tpm2-tools are packages
+        // `cargo xtask test` installs.
+        let ws = Workspace::locate().unwrap();
+        let modules = PathBuf::from(format!("/lib/modules/{}", kernel_release().unwrap()));
+        let plan = plan_initramfs(&ws, &modules).unwrap();
+        let has = |p: &str| plan.entries.contains_key(p);
+        for p in [
+            "init",
+            "svtpm-check.sh",
+            "dev/console",
+            "bin/busybox",
+            "bin/sh",
+            "usr/bin/tpm2",
+            "usr/bin/tpm2_unseal",
+            "usr/bin/tpm2_eventlog",
+            "lib64/ld-linux-x86-64.so.2",
+            "lib/x86_64-linux-gnu/libc.so.6",
+            "lib/x86_64-linux-gnu/libtss2-esys.so.0",
+            "lib/x86_64-linux-gnu/libtss2-tcti-device.so.0",
+            "lib/modules/modules.load",
+        ] {
+            assert!(has(p), "{p} missing from the initramfs plan");
+        }
+        // Every DT_NEEDED entry of every planned library is planned too.
+        for (path, source) in &plan.entries {
+            if let (true, Source::Host(host, _)) = (path.starts_with(GUEST_LIB_DIR), source) {
+                for needed in elf_dependencies(host).unwrap().needed {
+                    assert!(
+                        has(&format!("{GUEST_LIB_DIR}/{needed}")),
+                        "{needed} of {path}"
+                    );
+                }
+            }
+        }
+        // Every module init loads is in the archive.
+        let Some(Source::Text(load, _)) = plan.entries.get("lib/modules/modules.load") else {
+            panic!("modules.load is not generated text");
+        };
+        for ko in load.lines() {
+            assert!(has(&format!("lib/modules/{ko}")), "{ko}");
+        }
+    }
+
+    #[test]
     fn debian_systemd_stub_parses_when_installed() {
         // systemd-boot-efi is one of the packages `cargo xtask test` installs.
         let stub = fs::read(EFI_STUB)
