@@ -148,14 +148,40 @@ fn run_sim(ws: &Workspace, interface: Interface, fresh: bool) -> Result<()> {
         steps::run(ws.cargo().args(["build", "--workspace"]))?;
         Ok(Outcome::Done)
     })?;
+    // The sealed state's development key and svtpm-sim's default
+    // generation guard, beside the state directory.
+    let key = ws.target_dir().join("svtpm-state.key");
+    let guard = ws.target_dir().join("svtpm-state.guard");
+    let mut provision = false;
     s.run("state directory", || {
-        if fresh && state.exists() {
-            std::fs::remove_dir_all(&state)
-                .with_context(|| format!("removing {}", state.display()))?;
+        if fresh {
+            if state.exists() {
+                std::fs::remove_dir_all(&state)
+                    .with_context(|| format!("removing {}", state.display()))?;
+            }
+            if guard.exists() {
+                std::fs::remove_file(&guard)
+                    .with_context(|| format!("removing {}", guard.display()))?;
+            }
             println!("removed the old state in {}", state.display());
         }
-        std::fs::create_dir_all(&state).with_context(|| format!("creating {}", state.display()))?;
-        println!("TPM state lives in {}", state.display());
+        provision = !["slot-a.svtpm", "slot-b.svtpm"]
+            .iter()
+            .any(|f| state.join(f).exists());
+        if provision && !key.exists() {
+            dev_key(&key)?;
+            println!("new development state key in {}", key.display());
+        }
+        println!(
+            "TPM state lives in {} (sealed under {}){}",
+            state.display(),
+            key.display(),
+            if provision {
+                "; a new vTPM is provisioned"
+            } else {
+                ""
+            }
+        );
         Ok(Outcome::Done)
     })?;
     s.finish();
@@ -173,7 +199,30 @@ fn run_sim(ws: &Workspace, interface: Interface, fresh: bool) -> Result<()> {
             .args(["--interface", interface.as_arg()])
             .arg("--state-dir")
             .arg(&state)
+            .arg("--key-file")
+            .arg(&key)
+            .args(provision.then_some("--provision"))
             .args(["--port", &SIM_PORT.to_string()]),
     )
     .context("svtpm-sim stopped with an error")
+}
+
+/// Writes a random 256-bit development state key as 64 hex digits (the
+/// format svtpm-sim's --key-file takes), readable only by its owner.
+fn dev_key(path: &std::path::Path) -> Result<()> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut raw = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut raw))
+        .context("reading /dev/urandom")?;
+    let hex: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::create_dir_all(path.parent().unwrap_or(std::path::Path::new(".")))?;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(format!("{hex}\n").as_bytes()))
+        .with_context(|| format!("writing {}", path.display()))
 }

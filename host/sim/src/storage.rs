@@ -153,21 +153,32 @@ pub fn provision(loc: &Location, key: StateKey) -> Result<SealedStorage, OpenErr
         .map_err(|e| OpenError::Failed(format!("state directory {}: {e}", loc.dir.display())))?;
     // Checked here first so that a stored state is named as such even when
     // the guard remembers it too.
-    match store.holds_slots() {
-        Ok(false) => {}
-        Ok(true) => {
-            return Err(OpenError::Refused(format!(
-                "--provision refused: {} already holds a vTPM state; start without \
-                 --provision to use it",
-                loc.dir.display()
-            )))
-        }
-        Err(e) => {
-            return Err(OpenError::Failed(format!(
-                "state directory {}: {e}",
-                loc.dir.display()
-            )))
-        }
+    let failed = |e: std::io::Error| {
+        OpenError::Failed(format!("state directory {}: {e}", loc.dir.display()))
+    };
+    if store.holds_slots().map_err(failed)? {
+        return Err(OpenError::Refused(format!(
+            "--provision refused: {} already holds a vTPM state; start without \
+             --provision to use it",
+            loc.dir.display()
+        )));
+    }
+    // A new vTPM goes only into an empty directory: other files may be a
+    // state in another format, or belong to something else.
+    let mut others: Vec<String> = std::fs::read_dir(&loc.dir)
+        .map_err(failed)?
+        .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_, _>>()
+        .map_err(failed)?;
+    if !others.is_empty() {
+        others.sort();
+        others.truncate(5);
+        return Err(OpenError::Refused(format!(
+            "--provision refused: {} is not empty ({}); a new vTPM is provisioned only in an \
+             empty directory",
+            loc.dir.display(),
+            others.join(", ")
+        )));
     }
     match VtpmState::provision(key, store, guard, OsEntropy, StateBlobs::new()) {
         Ok(state) => {

@@ -150,6 +150,17 @@ fn provision_is_refused_over_a_state_or_a_remembered_one() {
     );
     fs::remove_dir(v.state_dir()).unwrap();
     refused(&v, &[], REFUSED, "vTPM state missing from storage");
+
+    // A new vTPM goes only into an empty directory.
+    let w = Vtpm::new();
+    fs::create_dir(w.state_dir()).unwrap();
+    fs::write(w.state_dir().join("permall"), b"an unsealed libtpms blob").unwrap();
+    refused(
+        &w,
+        &["--provision".as_ref()],
+        REFUSED,
+        "is not empty (permall); a new vTPM is provisioned only in an empty directory",
+    );
 }
 
 #[test]
