@@ -56,6 +56,10 @@ struct Counts {
     msr: u64,
     io: u64,
     other: u64,
+    /// Nanoseconds spent handling exits.
+    handling_ns: u64,
+    /// Of which in TPM-window exits.
+    tpm_ns: u64,
 }
 
 /// The running VM.
@@ -130,6 +134,9 @@ pub fn launch(boot: &Boot) -> Result<Infallible, LaunchError> {
 
     let mut iopm = Iopm::new();
     iopm.intercept(PORT_DMA, PORT_DMA_LEN);
+    // A guest that ends the run through isa-debug-exit gets the exit
+    // summary logged first.
+    iopm.intercept(power::DEBUG_EXIT_PORT, 1);
     let mut msrpm = Msrpm::new();
     for msr in [MSR_EFER, MSR_VM_HSAVE_PA, MSR_VM_CR] {
         msrpm.intercept(msr, MsrAccess::Read);
@@ -181,6 +188,7 @@ impl Vm {
             self.fpu.restore();
             self.svm.run(&mut self.vmcb, &mut self.gprs);
             self.fpu.save();
+            let t0 = clock::now_ns();
             self.counts.total += 1;
             let c = &mut self.vmcb.control;
             // An event whose delivery the exit interrupted is delivered
@@ -191,6 +199,7 @@ impl Vm {
                 0
             };
             self.handle_exit();
+            self.counts.handling_ns += clock::now_ns().saturating_sub(t0);
         }
     }
 
@@ -253,8 +262,11 @@ impl Vm {
     fn summary(&self) {
         let c = self.counts;
         log::info!(
-            "exits: {} in all; TPM window {}, svtpm slot {}, CPUID {}, MSR {}, I/O {}, other {}",
+            "exits: {} in {} ms (handling {} ms, of which TPM window {} ms); TPM window {}, svtpm slot {}, CPUID {}, MSR {}, I/O {}, other {}",
             c.total,
+            clock::now_ns() / 1_000_000,
+            c.handling_ns / 1_000_000,
+            c.tpm_ns / 1_000_000,
             c.tpm,
             c.hidden,
             c.cpuid,
@@ -287,6 +299,7 @@ impl Vm {
             self.tpm.count_exit();
             let t0 = clock::now_ns();
             let r = handle_mmio_exit(&self.emulator, &mut state, &mut mem, &mut self.tpm, gpa);
+            self.counts.tpm_ns += clock::now_ns().saturating_sub(t0);
             for rec in self.tpm.take_records() {
                 log::info!(
                     "TPM command {:#x} at locality {}: {} bytes -> rc {:#x}, {} bytes; {} exits since the previous command; {} us in the exit",
@@ -406,6 +419,18 @@ impl Vm {
     fn ioio(&mut self) {
         let io = IoExit::decode(self.vmcb.control.exit_info_1);
         let next_rip = self.vmcb.control.exit_info_2;
+        if io.port == power::DEBUG_EXIT_PORT && !io.input && !io.string {
+            log::info!(
+                "guest wrote {:#x} to isa-debug-exit",
+                self.vmcb.save.rax as u8
+            );
+            self.summary();
+            // SAFETY: the guest's own write to the debug-exit port, which
+            // ends the run.
+            unsafe { Port::<u8>::new(io.port).write(self.vmcb.save.rax as u8) };
+            self.vmcb.save.rip = next_rip;
+            return;
+        }
         if io.string {
             log::warn!("string I/O on fw_cfg DMA port {:#x}: #GP", io.port);
             return self.gp();
