@@ -251,12 +251,16 @@ fn nv_writes_survive_restarts_and_kills_in_the_middle_of_writes() {
         drop(sim);
         counts.restarts += 1;
 
-        let interface = if round % 2 == 0 { "tis" } else { "crb" };
+        let interface = if round.is_multiple_of(2) {
+            "tis"
+        } else {
+            "crb"
+        };
         sim = Sim::start_on(&vtpm, interface);
         c = sim.client();
         send_ok(&mut c, &startup(SU_CLEAR));
         verify_raw(&mut c, &mut model, &mut counts, round);
-        if round % 5 == 0 {
+        if round.is_multiple_of(5) {
             tools.retarget(&sim);
             verify_tools(&tools, &model, &mut counts);
         }
