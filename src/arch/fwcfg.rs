@@ -23,6 +23,10 @@ pub const PORT_DMA_LEN: u16 = 8;
 pub const SEL_SIGNATURE: u16 = 0x00;
 /// Selector of the feature bitmap.
 pub const SEL_ID: u16 = 0x01;
+/// Selector of the number of boot CPUs (16-bit, little endian).
+pub const SEL_NB_CPUS: u16 = 0x05;
+/// Selector of the maximum number of CPUs (16-bit, little endian).
+pub const SEL_MAX_CPUS: u16 = 0x0F;
 /// Selector of the file directory.
 pub const SEL_FILE_DIR: u16 = 0x19;
 /// Feature bit: the DMA interface exists.

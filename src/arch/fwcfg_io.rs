@@ -55,6 +55,14 @@ impl FwCfg {
         self.dma
     }
 
+    /// The little-endian 16-bit item `sel` (e.g. the CPU counts).
+    pub fn read_u16(&self, sel: u16) -> u16 {
+        let mut v = [0u8; 2];
+        select(sel);
+        read_data(&mut v);
+        u16::from_le_bytes(v)
+    }
+
     /// The file directory.
     pub fn files(&self) -> Result<Vec<File>, FwCfgError> {
         let mut head = [0u8; 4];

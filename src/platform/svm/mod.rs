@@ -37,6 +37,14 @@ pub enum LaunchError {
     NoGuestFirmware,
     /// fw_cfg could not be read.
     FwCfg(crate::arch::fwcfg::FwCfgError),
+    /// QEMU offers more than one CPU (`-smp`); the platform runs the guest
+    /// on one and cannot keep others out of svtpm's memory.
+    SmpUnsupported {
+        /// Boot CPUs.
+        cpus: u16,
+        /// Maximum CPUs (hot-pluggable).
+        max_cpus: u16,
+    },
     /// The image does not fit its slot.
     ImageTooLarge,
     /// The guest address space is impossible.
@@ -55,6 +63,10 @@ impl fmt::Display for LaunchError {
         match self {
             Self::NoGuestFirmware => write!(f, "no guest firmware (fw_cfg opt/svtpm/ovmf)"),
             Self::FwCfg(e) => write!(f, "fw_cfg: {e:?}"),
+            Self::SmpUnsupported { cpus, max_cpus } => write!(
+                f,
+                "{cpus} CPUs (max {max_cpus}): the svm platform supports exactly one (-smp 1)"
+            ),
             Self::ImageTooLarge => write!(f, "the image does not fit its 1 GiB slot"),
             Self::Layout(e) => write!(f, "guest memory layout: {e:?}"),
             Self::Npt(e) => write!(f, "nested page tables: {e:?}"),

@@ -84,6 +84,13 @@ fn load_firmware() -> Result<u64, LaunchError> {
     let fw = FwCfg::probe().map_err(|_| LaunchError::NoGuestFirmware)?;
     let files = fw.files().map_err(LaunchError::FwCfg)?;
     let file = fwcfg::find(&files, FIRMWARE_FILE).map_err(|_| LaunchError::NoGuestFirmware)?;
+    // Other CPUs would be started by the guest (INIT/SIPI) outside any VM,
+    // with full access to svtpm's memory: only one CPU, now and later.
+    let cpus = fw.read_u16(fwcfg::SEL_NB_CPUS);
+    let max_cpus = fw.read_u16(fwcfg::SEL_MAX_CPUS);
+    if cpus != 1 || max_cpus > 1 {
+        return Err(LaunchError::SmpUnsupported { cpus, max_cpus });
+    }
     // SAFETY: the firmware area is used only here, before the guest runs,
     // and afterwards only through the guest's mapping.
     let area =
