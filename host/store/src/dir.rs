@@ -1,11 +1,13 @@
 //! [`DirStore`]: the two state slots as `slot-a.svtpm` and `slot-b.svtpm` in
 //! one directory.
 //!
-//! A write goes to a temporary file in the same directory, is fsynced,
-//! renamed over the slot file, and the directory is fsynced; so a slot file
-//! always holds a complete old or new blob, never a torn one, and a write
-//! that returned is durable. A crash can leave a stale temporary file; it is
-//! ignored and replaced by the next write of that slot.
+//! A write goes to a temporary file in the same directory, is fsynced and
+//! renamed over the slot file; `flush` fsyncs the directory, which makes the
+//! renames durable. So a slot file always holds a complete old or new blob,
+//! never a torn one, and every write before a returned `flush` is durable
+//! (one directory fsync per commit, not one per write). A crash can leave a
+//! stale temporary file; it is ignored and replaced by the next write of
+//! that slot.
 //!
 //! Only one process may use a state at a time (two writers would fork it):
 //! [`DirStore::lock`] takes an exclusive advisory lock on the directory
@@ -120,8 +122,8 @@ impl DirStore {
         f.write_all(data)?;
         f.sync_all()?;
         drop(f);
-        fs::rename(&tmp, self.slot_path(slot))?;
-        self.sync_dir()
+        // Durable at the next `flush` (the directory's fsync).
+        fs::rename(&tmp, self.slot_path(slot))
     }
 }
 
