@@ -295,6 +295,20 @@ fn bad_key_and_guard_files_are_refused_without_showing_the_key() {
         "must not be inside the state directory",
     );
     assert!(!inside.exists());
+    // Also when the state directory is yet to be provisioned.
+    let w = Vtpm::new();
+    let inside = w.state_dir().join("guard");
+    refused(
+        &w,
+        &[
+            "--provision".as_ref(),
+            "--guard-file".as_ref(),
+            inside.as_os_str(),
+        ],
+        1,
+        "must not be inside the state directory",
+    );
+    assert!(!w.state_dir().exists());
 }
 
 #[test]

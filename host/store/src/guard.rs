@@ -110,21 +110,42 @@ pub fn default_guard_path(state_dir: &Path) -> Result<PathBuf, GuardFileError> {
     Ok(parent.join(file))
 }
 
-/// Refuses a guard file whose directory is `state_dir` itself (compared
-/// after resolving both; a directory that does not exist yet cannot be the
-/// same as an existing one).
+/// `p` made absolute and with `.` and `..` resolved by name (symbolic links
+/// are not followed: for paths that do not exist yet).
+fn lexical(p: &Path) -> PathBuf {
+    let abs = std::env::current_dir()
+        .map(|d| d.join(p))
+        .unwrap_or_else(|_| p.to_path_buf());
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Refuses a guard file whose directory is `state_dir` itself: compared
+/// after resolving both when both exist, by name otherwise (the state
+/// directory may be about to be created).
 pub fn check_outside(guard: &Path, state_dir: &Path) -> Result<(), GuardFileError> {
     let parent = match guard.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    if let (Ok(a), Ok(b)) = (fs::canonicalize(parent), fs::canonicalize(state_dir)) {
-        if a == b {
-            return Err(GuardFileError::InsideStateDir {
-                path: guard.to_path_buf(),
-                state_dir: state_dir.to_path_buf(),
-            });
-        }
+    let same = match (fs::canonicalize(parent), fs::canonicalize(state_dir)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => lexical(parent) == lexical(state_dir),
+    };
+    if same {
+        return Err(GuardFileError::InsideStateDir {
+            path: guard.to_path_buf(),
+            state_dir: state_dir.to_path_buf(),
+        });
     }
     Ok(())
 }
@@ -359,6 +380,12 @@ mod tests {
             Err(GuardFileError::InsideStateDir { .. })
         ));
         assert!(check_outside(&tmp.path().join("g"), &state).is_ok());
+        // A state directory that does not exist yet is compared by name.
+        let new = tmp.path().join("new");
+        assert!(matches!(
+            check_outside(&new.join("./g"), &tmp.path().join("x/../new")),
+            Err(GuardFileError::InsideStateDir { .. })
+        ));
         assert!(check_outside(&tmp.path().join("state.guard"), &tmp.path().join("new")).is_ok());
     }
 }
