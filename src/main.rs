@@ -4,12 +4,15 @@
 //! `tests/image/run-qemu.sh`), `svtpm::arch` brings the machine up and
 //! calls [`image::svtpm_image_main`], which either
 //! - runs the engine self-test (Startup, SelfTest, GetRandom, an ECC and an
-//!   RSA CreatePrimary) and exits QEMU with the success or failure status,
-//!   when no guest firmware is supplied or `svtpm.mode=selftest` is on the
-//!   command line; or
+//!   RSA CreatePrimary, ReadClock) and exits QEMU with the success or
+//!   failure status, when no guest firmware is supplied or
+//!   `svtpm.mode=selftest` is on the command line; or
 //! - starts the TPM and runs the guest firmware (fw_cfg file
 //!   `opt/svtpm/ovmf`) as an SVM guest with the TPM window emulated
 //!   (`svtpm::platform::svm`).
+//!
+//! `svtpm.mode=fault` and `svtpm.mode=panic` exercise the exception and
+//! panic paths (both report on COM1 and exit QEMU with the failure status).
 //!
 //! Built with `--cfg svtpm_linux_user`, the same engine self-test instead
 //! runs as a static Linux process (FS base via `arch_prctl`, output to
@@ -341,11 +344,23 @@ mod image {
     /// is up.
     #[no_mangle]
     pub fn svtpm_image_main(boot: Boot) -> ! {
-        let selftest = boot
+        let mode = boot
             .info
             .cmdline
             .split_whitespace()
-            .any(|w| w == "svtpm.mode=selftest");
+            .find_map(|w| w.strip_prefix("svtpm.mode="))
+            .unwrap_or("");
+        match mode {
+            // Checks of the failure paths: both must print and exit 35.
+            "fault" => {
+                log::info!("executing ud2 (svtpm.mode=fault)");
+                // SAFETY: raises #UD, whose handler reports and exits.
+                unsafe { core::arch::asm!("ud2", options(nomem, nostack)) };
+            }
+            "panic" => panic!("svtpm.mode=panic"),
+            _ => {}
+        }
+        let selftest = mode == "selftest";
         if !selftest {
             match svtpm::platform::svm::launch(&boot) {
                 Ok(never) => match never {},

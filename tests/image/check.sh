@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End-to-end checks of the svtpm image under QEMU TCG (about two minutes).
+# End-to-end checks of the svtpm image under QEMU TCG (about 80 seconds).
 #
 #   tests/image/check.sh IMAGE [OVMF] [KERNEL]
 #
@@ -51,6 +51,16 @@ run selftest 180 "$image"
 r=1
 [ "$status" = 33 ] && has selftest "all commands succeeded" && has selftest "ReadClock -> rc 0x0" && r=0
 verdict selftest "engine commands succeed, QEMU exits 33" $r
+
+# 1b. The failure paths: an exception and a panic are reported, QEMU exits 35.
+run fault 60 "$image" - -append svtpm.mode=fault
+r=1
+[ "$status" = 35 ] && has fault "exception 6 error 0x0 at rip" && has fault "rax 0x" && r=0
+verdict fault "#UD is reported with registers on its IST stack, QEMU exits 35" $r
+run panic 60 "$image" - -append svtpm.mode=panic
+r=1
+[ "$status" = 35 ] && has panic "svtpm: panic: panicked at" && has panic "^svtpm.mode=panic" && r=0
+verdict panic "a panic is reported, QEMU exits 35" $r
 
 # 2. OVMF through TIS; the guest writes svtpm's memory, reads it back and
 # sees all-ones (the image's code starts at 4 GiB: a real read would not).

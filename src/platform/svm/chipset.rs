@@ -64,15 +64,3 @@ pub fn reset_pm_block() -> bool {
     }
     false
 }
-
-#[cfg(test)]
-mod tests {
-    use super::config_address;
-
-    #[test]
-    fn config_addresses() {
-        assert_eq!(config_address(1, 3, 0x80), 0x8000_0B80);
-        assert_eq!(config_address(0x1F, 0, 0x44), 0x8000_F844);
-        assert_eq!(config_address(0, 0, 0x43), 0x8000_0040);
-    }
-}

@@ -1,14 +1,10 @@
-//! Access to the stopped guest: its memory as the hypervisor may touch it
-//! (guest RAM and the firmware copy, through the [`Layout`]), and its
-//! register state converted between the VMCB and the MMIO emulator's form.
+//! The stopped guest's memory as the hypervisor may touch it: guest RAM and
+//! the firmware copy, through the [`Layout`].
 // Copies to and from guest memory through the identity map.
 #![allow(unsafe_code)]
 
-use super::hw::Gprs;
 use super::layout::Layout;
-use super::vmcb::{self, Vmcb};
-use crate::mmio::regs::{RAX, RSP};
-use crate::mmio::{GuestMemory, GuestRegs, GuestState, MemoryError, Segment, Segments};
+use crate::mmio::{GuestMemory, MemoryError};
 
 /// Guest memory the hypervisor may read and write.
 #[derive(Debug)]
@@ -47,50 +43,4 @@ impl GuestMemory for GuestRam<'_> {
         unsafe { core::ptr::copy_nonoverlapping(buf.as_ptr(), hpa as *mut u8, buf.len()) };
         Ok(())
     }
-}
-
-fn seg(s: &vmcb::Segment) -> Segment {
-    Segment {
-        selector: s.selector,
-        attrib: s.attrib,
-        limit: s.limit,
-        base: s.base,
-    }
-}
-
-/// The guest's state as the MMIO emulator sees it.
-pub fn state(v: &Vmcb, gprs: &Gprs) -> GuestState {
-    let mut gpr = gprs.0;
-    gpr[usize::from(RAX)] = v.save.rax;
-    gpr[usize::from(RSP)] = v.save.rsp;
-    let s = &v.save;
-    GuestState {
-        regs: GuestRegs {
-            gpr,
-            rip: s.rip,
-            rflags: s.rflags,
-        },
-        segs: Segments {
-            es: seg(&s.es),
-            cs: seg(&s.cs),
-            ss: seg(&s.ss),
-            ds: seg(&s.ds),
-            fs: seg(&s.fs),
-            gs: seg(&s.gs),
-        },
-        cr0: s.cr0,
-        cr3: s.cr3,
-        cr4: s.cr4,
-        efer: s.efer,
-        cpl: s.cpl,
-    }
-}
-
-/// Writes back what the emulator may change: GPRs, RIP, RFLAGS.
-pub fn store(state: &GuestState, v: &mut Vmcb, gprs: &mut Gprs) {
-    gprs.0 = state.regs.gpr;
-    v.save.rax = state.regs.gpr[usize::from(RAX)];
-    v.save.rsp = state.regs.gpr[usize::from(RSP)];
-    v.save.rip = state.regs.rip;
-    v.save.rflags = state.regs.rflags;
 }

@@ -8,15 +8,11 @@
 
 use alloc::boxed::Box;
 
+use super::state::Gprs;
 use super::vmcb::{Vmcb, EFER_SVME};
 use crate::arch::cpu::{self, cpuid};
 
-/// MSR VM_HSAVE_PA.
-pub const MSR_VM_HSAVE_PA: u32 = 0xC001_0117;
-/// MSR VM_CR.
-pub const MSR_VM_CR: u32 = 0xC001_0114;
-/// MSR EFER.
-pub const MSR_EFER: u32 = 0xC000_0080;
+use super::msr::{EFER as MSR_EFER, VM_CR as MSR_VM_CR, VM_HSAVE_PA as MSR_VM_HSAVE_PA};
 
 /// What the CPU lacks for the svm platform.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,12 +26,6 @@ pub enum SvmError {
     /// The XSAVE area the CPU needs is larger than the image provides.
     XsaveTooLarge(u32),
 }
-
-/// The general-purpose registers VMRUN does not save, by register number
-/// (RAX and RSP live in the VMCB; their slots here are unused).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Gprs(pub [u64; 16]);
 
 /// One page for VMSAVE/VMLOAD of the host's FS/GS/TR/LDTR state, and the
 /// host save area VMRUN uses.

@@ -7,15 +7,19 @@
 //!
 //! Pure, host-tested parts: [`vmcb`] (the VMCB layout), [`npt`] (nested
 //! page tables), [`layout`] (the guest's physical address space),
-//! [`bitmaps`] (I/O and MSR permission maps), [`cpuid`] (what the guest
-//! sees), [`ioio`] (I/O exits and the fw_cfg DMA guard), [`tpm`] (the
-//! device and its exit accounting). Hardware parts exist only in the image.
+//! [`bitmaps`] (I/O and MSR permission maps), [`cpuid`] and [`msr`] (what
+//! the guest sees), [`insn`] (instruction lengths), [`state`] (register
+//! state between VMCB and emulator), [`ioio`] (I/O exits and the fw_cfg DMA
+//! guard), [`tpm`] (the device and its exit accounting). Hardware parts exist only in the image.
 
 pub mod bitmaps;
 pub mod cpuid;
+pub mod insn;
 pub mod ioio;
 pub mod layout;
+pub mod msr;
 pub mod npt;
+pub mod state;
 pub mod tpm;
 pub mod vmcb;
 

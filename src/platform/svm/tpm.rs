@@ -7,6 +7,7 @@
 //! command executed, which is the previous response's read-out plus this
 //! command's send (and any status polling in between).
 
+use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
 use crate::backend::{TpmBackend, TpmMmio};
@@ -55,6 +56,32 @@ pub struct CommandRecord {
     pub exits: u64,
 }
 
+/// Exits per command code over a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommandStats {
+    /// Commands executed.
+    pub count: u64,
+    /// Sum of their exits.
+    pub exits: u64,
+    /// Fewest exits for one.
+    pub min_exits: u64,
+    /// Most exits for one.
+    pub max_exits: u64,
+}
+
+impl CommandStats {
+    fn add(&mut self, exits: u64) {
+        self.min_exits = if self.count == 0 {
+            exits
+        } else {
+            self.min_exits.min(exits)
+        };
+        self.max_exits = self.max_exits.max(exits);
+        self.count += 1;
+        self.exits += exits;
+    }
+}
+
 fn be32(b: &[u8], at: usize) -> Option<u32> {
     b.get(at..at + 4)
         .map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]]))
@@ -65,19 +92,22 @@ struct Recorder<'a, B: TpmBackend> {
     backend: &'a mut B,
     exits: &'a mut u64,
     records: &'a mut Vec<CommandRecord>,
+    stats: &'a mut BTreeMap<u32, CommandStats>,
 }
 
 impl<B: TpmBackend> TpmBackend for Recorder<'_, B> {
     fn execute(&mut self, locality: u8, command: &[u8]) -> Vec<u8> {
         let response = self.backend.execute(locality, command);
-        self.records.push(CommandRecord {
+        let record = CommandRecord {
             code: be32(command, 6).unwrap_or(0),
             locality,
             rc: be32(&response, 6).unwrap_or(u32::MAX),
             command_len: command.len(),
             response_len: response.len(),
             exits: core::mem::take(self.exits),
-        });
+        };
+        self.stats.entry(record.code).or_default().add(record.exits);
+        self.records.push(record);
         response
     }
 }
@@ -97,6 +127,7 @@ pub struct TpmDevice<B: TpmBackend> {
     exits: u64,
     total_exits: u64,
     records: Vec<CommandRecord>,
+    stats: BTreeMap<u32, CommandStats>,
 }
 
 impl<B: TpmBackend> TpmDevice<B> {
@@ -111,6 +142,7 @@ impl<B: TpmBackend> TpmDevice<B> {
             exits: 0,
             total_exits: 0,
             records: Vec::new(),
+            stats: BTreeMap::new(),
         }
     }
 
@@ -123,6 +155,11 @@ impl<B: TpmBackend> TpmDevice<B> {
     /// All window exits so far.
     pub fn total_exits(&self) -> u64 {
         self.total_exits
+    }
+
+    /// Exits per command code, over the whole run.
+    pub fn stats(&self) -> &BTreeMap<u32, CommandStats> {
+        &self.stats
     }
 
     /// The commands executed since the last call.
@@ -152,6 +189,7 @@ impl<B: TpmBackend> MmioBus for TpmDevice<B> {
                 backend,
                 exits,
                 records,
+                stats,
                 ..
             } => (
                 frontend,
@@ -159,6 +197,7 @@ impl<B: TpmBackend> MmioBus for TpmDevice<B> {
                     backend,
                     exits,
                     records,
+                    stats,
                 },
             ),
         };
@@ -245,6 +284,16 @@ mod tests {
         assert_eq!(r.exits, 1 + 10 + 1 + 1 + 1 + 12 + 1);
         assert!(dev.take_records().is_empty());
         assert_eq!(dev.total_exits(), 2 * (16 + 11));
+        let stats = dev.stats()[&0x17B];
+        assert_eq!(
+            stats,
+            CommandStats {
+                count: 2,
+                exits: 16 + 27,
+                min_exits: 16,
+                max_exits: 27
+            }
+        );
     }
 
     #[test]

@@ -10,13 +10,16 @@ use x86_64::instructions::port::Port;
 
 use super::bitmaps::{Iopm, MsrAccess, Msrpm};
 use super::cpuid::{self, Regs};
-use super::guest::{self, GuestRam};
-use super::hw::{Gprs, GuestFpu, Svm, MSR_EFER, MSR_VM_CR, MSR_VM_HSAVE_PA};
+use super::guest::GuestRam;
+use super::hw::{GuestFpu, Svm};
+use super::insn;
 use super::ioio::{judge, DmaGuard, DmaWrite, IoExit, Verdict};
 use super::layout::Layout;
+use super::msr::{self as msrs, MsrResult};
 use super::npt::Npt;
+use super::state::{self as regstate, Gprs};
 use super::tpm::{Interface, NothingBus, TpmDevice};
-use super::vmcb::{exception_event, exit_code, misc1, misc2, Vmcb, EFER_SVME, EVENT_VALID};
+use super::vmcb::{exception_event, exit_code, misc1, misc2, Vmcb, EVENT_VALID};
 use super::LaunchError;
 use crate::arch::cpu::{self, cpuid};
 use crate::arch::fwcfg::{self, DmaAccess, DMA_ERROR, PORT_DMA, PORT_DMA_LEN};
@@ -24,7 +27,9 @@ use crate::arch::fwcfg_io::FwCfg;
 use crate::arch::{clock, image_range, power, Boot};
 use crate::engine::{Engine, MemStorage};
 use crate::mmio::regs::{RCX, RDX};
-use crate::mmio::{handle_mmio_exit, Emulator, MmioBus, MmioError, MmioWindow};
+use crate::mmio::{
+    fetch_instruction, handle_mmio_exit, CodeSize, Emulator, MmioBus, MmioError, MmioWindow, Paging,
+};
 
 /// The fw_cfg file holding the guest firmware.
 pub const FIRMWARE_FILE: &str = "opt/svtpm/ovmf";
@@ -41,10 +46,6 @@ struct FirmwareArea([u8; FIRMWARE_MAX]);
 /// and reaches the guest only through its mapping below 4 GiB).
 #[link_section = ".guest_flash"]
 static mut FIRMWARE: FirmwareArea = FirmwareArea([0; FIRMWARE_MAX]);
-
-const EFER_LMA: u64 = 1 << 10;
-const MSR_TSC: u32 = 0x10;
-const MSR_TSC_ADJUST: u32 = 0x3B;
 
 /// Counts of exits by kind.
 #[derive(Clone, Copy, Debug, Default)]
@@ -145,12 +146,12 @@ pub fn launch(boot: &Boot) -> Result<Infallible, LaunchError> {
     // summary logged first.
     iopm.intercept(power::DEBUG_EXIT_PORT, 1);
     let mut msrpm = Msrpm::new();
-    for msr in [MSR_EFER, MSR_VM_HSAVE_PA, MSR_VM_CR] {
+    for msr in [msrs::EFER, msrs::VM_HSAVE_PA, msrs::VM_CR] {
         msrpm.intercept(msr, MsrAccess::Read);
         msrpm.intercept(msr, MsrAccess::Write);
     }
-    msrpm.intercept(MSR_TSC, MsrAccess::Write);
-    msrpm.intercept(MSR_TSC_ADJUST, MsrAccess::Write);
+    msrpm.intercept(msrs::TSC, MsrAccess::Write);
+    msrpm.intercept(msrs::TSC_ADJUST, MsrAccess::Write);
 
     let mut vmcb = Box::new(Vmcb::zeroed());
     let c = &mut vmcb.control;
@@ -284,6 +285,15 @@ impl Vm {
             c.io,
             c.other
         );
+        for (code, s) in self.tpm.stats() {
+            log::info!(
+                "TPM command {code:#x}: {} times, exits min {} avg {} max {}",
+                s.count,
+                s.min_exits,
+                s.exits / s.count.max(1),
+                s.max_exits
+            );
+        }
     }
 
     fn npf(&mut self) {
@@ -301,7 +311,7 @@ impl Vm {
             self.gp();
             return;
         }
-        let mut state = guest::state(&self.vmcb, &self.gprs);
+        let mut state = regstate::state(&self.vmcb, &self.gprs);
         let layout = self.layout.clone();
         let mut mem = GuestRam::new(&layout);
         let result = if in_tpm {
@@ -333,14 +343,14 @@ impl Vm {
             handle_mmio_exit(&self.hidden_emulator, &mut state, &mut mem, bus, gpa)
         };
         match result {
-            Ok(_) => guest::store(&state, &mut self.vmcb, &mut self.gprs),
+            Ok(_) => regstate::store(&state, &mut self.vmcb, &mut self.gprs),
             Err(e) => self.mmio_error(e, &state),
         }
     }
 
     fn mmio_error(&mut self, e: MmioError, state: &crate::mmio::GuestState) {
         // Elements of a REP string already done stay done.
-        guest::store(state, &mut self.vmcb, &mut self.gprs);
+        regstate::store(state, &mut self.vmcb, &mut self.gprs);
         match e.exception() {
             Some(ex) => {
                 log::warn!(
@@ -387,16 +397,28 @@ impl Vm {
         self.gprs.0[3] = u64::from(r.ebx);
         self.gprs.0[usize::from(RCX)] = u64::from(r.ecx);
         self.gprs.0[usize::from(RDX)] = u64::from(r.edx);
-        self.skip(2);
+        self.skip(insn::CPUID);
     }
 
-    /// Advances RIP past a 2-byte instruction (CPUID, RDMSR, WRMSR; the
-    /// CPU reports no next RIP without NRIP save).
-    fn skip(&mut self, len: u64) {
-        let s = &mut self.vmcb.save;
-        s.rip = s.rip.wrapping_add(len);
-        if s.efer & EFER_LMA == 0 || s.cs.attrib & (1 << 9) == 0 {
-            s.rip &= 0xFFFF_FFFF;
+    /// Advances RIP past the intercepted `0F op` instruction and its
+    /// prefixes (without NRIP save the CPU reports no next RIP). If the
+    /// bytes at RIP are not that instruction any more, RIP stays and the
+    /// guest runs it again.
+    fn skip(&mut self, op: u8) {
+        let state = regstate::state(&self.vmcb, &self.gprs);
+        let layout = self.layout.clone();
+        let mem = GuestRam::new(&layout);
+        let paging = Paging::new(&state, self.emulator.phys_addr_bits);
+        let code64 = state.code_size() == CodeSize::Bits64;
+        let len = fetch_instruction(&paging, &state, &mem)
+            .ok()
+            .and_then(|f| insn::two_byte_len(f.bytes(), op, code64));
+        match len {
+            Some(len) => self.vmcb.save.rip = state.rip_after(len),
+            None => log::warn!(
+                "no 0F {op:02X} instruction at rip {:#x} after its exit: not stepped",
+                state.regs.rip
+            ),
         }
     }
 
@@ -404,21 +426,15 @@ impl Vm {
         let write = self.vmcb.control.exit_info_1 & 1 != 0;
         let msr = self.gprs.0[usize::from(RCX)] as u32;
         let value = (self.gprs.0[usize::from(RDX)] << 32) | (self.vmcb.save.rax & 0xFFFF_FFFF);
-        match (msr, write) {
-            (MSR_EFER, false) => self.set_edx_eax(self.vmcb.save.efer & !EFER_SVME),
-            (MSR_EFER, true) => {
-                if value & EFER_SVME != 0 {
-                    return self.gp();
-                }
-                let old = self.vmcb.save.efer;
-                self.vmcb.save.efer = (value & !EFER_LMA) | (old & EFER_LMA) | EFER_SVME;
-            }
-            (MSR_TSC | MSR_TSC_ADJUST, true) => {
+        match msrs::access(msr, write.then_some(value), self.vmcb.save.efer) {
+            MsrResult::Value(v) => self.set_edx_eax(v),
+            MsrResult::SetEfer(efer) => self.vmcb.save.efer = efer,
+            MsrResult::Ignored => {
                 log::debug!("guest write of MSR {msr:#x} dropped (the TPM clock runs on the TSC)");
             }
-            _ => return self.gp(),
+            MsrResult::GeneralProtection => return self.gp(),
         }
-        self.skip(2);
+        self.skip(if write { insn::WRMSR } else { insn::RDMSR });
     }
 
     fn set_edx_eax(&mut self, v: u64) {
