@@ -11,8 +11,10 @@
 //!   QEMU's own `tpm-tis` / `tpm-crb` device backed by Debian's swtpm (which
 //!   also makes QEMU publish the TPM's ACPI tables).
 //!
-//! Both use the same machine (`pc`, `-cpu max`, no default devices) and the
-//! same medium, so their console output and boot times compare directly.
+//! Both use the same machine (`pc`, `-cpu max`, no default devices, an
+//! `isa-debug-exit` device through which the guest's init ends the run with
+//! QEMU exit status 33) and the same medium, so their console output and boot
+//! times compare directly.
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -40,8 +42,8 @@ const QEMU: &str = "qemu-system-x86_64";
 const MEMORY: &str = "512M";
 /// How many console lines a failure report shows.
 pub const TAIL_LINES: usize = 40;
-/// How long QEMU may take to exit after the guest powered off.
-const EXIT_GRACE: Duration = Duration::from_secs(30);
+/// How long QEMU may take to exit after the guest's init announced the end.
+const EXIT_GRACE: Duration = Duration::from_secs(15);
 /// Print a "still running" line after this long without console output.
 const QUIET_NOTICE: Duration = Duration::from_secs(15);
 
@@ -207,6 +209,7 @@ fn swtpm_command(boot: &Boot<'_>, socket: &Path) -> Command {
     ])
     .args(["-m", MEMORY, "-bios", OVMF])
     .args(["-display", "none", "-serial", "stdio", "-no-reboot"])
+    .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
     .arg("-chardev")
     .arg(format!("socket,id=chrtpm,path={}", socket.display()))
     .args(["-tpmdev", "emulator,id=tpm0,chardev=chrtpm"])
@@ -522,6 +525,10 @@ mod tests {
                 "{line}"
             );
             assert!(!line.contains("-kernel"), "{line}");
+            assert!(
+                line.contains("-device isa-debug-exit,iobase=0xf4"),
+                "{line}"
+            );
         }
     }
 
