@@ -24,8 +24,6 @@ pub mod tpm;
 pub mod vmcb;
 
 #[cfg(all(target_os = "none", not(svtpm_linux_user)))]
-mod chipset;
-#[cfg(all(target_os = "none", not(svtpm_linux_user)))]
 mod guest;
 #[cfg(all(target_os = "none", not(svtpm_linux_user)))]
 pub mod hw;

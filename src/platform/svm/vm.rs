@@ -186,9 +186,6 @@ pub fn launch(boot: &Boot) -> Result<Infallible, LaunchError> {
         base: h.start,
         size: h.end - h.start,
     };
-    if super::chipset::reset_pm_block() {
-        log::info!("ACPI PM block left enabled by the boot firmware: disabled for the guest");
-    }
     log::info!("starting the guest at its reset vector");
     vm.run()
 }
