@@ -4,4 +4,5 @@
 //!   VMPCK from the secrets page), the attestation report, and its
 //!   signature check.
 
+pub mod kbs;
 pub mod snp;
