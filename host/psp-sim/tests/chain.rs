@@ -404,3 +404,42 @@ fn cli_gen_chain_and_secrets_page() {
         .unwrap();
     verify_report(report.as_bytes(), &vcek).unwrap();
 }
+
+#[test]
+fn pss_parameters_are_enforced() {
+    // AMD's Genoa ASK with its PSS salt length (INTEGER 48 under [2])
+    // rewritten to 32: refused on the parameters, before any signature
+    // work; rewritten in the outer algorithm only: the two algorithm
+    // identifiers disagree.
+    let anchor = TrustAnchor::from_bytes(sev::certs::snp::builtin::genoa::ARK).unwrap();
+    let ask = Cert::from_bytes(Role::Ask, sev::certs::snp::builtin::genoa::ASK).unwrap();
+    let der = ask.der().to_vec();
+    let salt = [0xA2, 0x03, 0x02, 0x01, 0x30];
+    let at: Vec<usize> = der
+        .windows(salt.len())
+        .enumerate()
+        .filter(|(_, w)| *w == salt)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(at.len(), 2, "salt in the TBS and the outer algorithm");
+    let key = anchor.ark().rsa_key().unwrap();
+
+    let mut both = der.clone();
+    for &i in &at {
+        both[i + 4] = 0x20;
+    }
+    let both = Cert::from_der(Role::Ask, &both).unwrap();
+    assert_eq!(
+        both.check_signed_by(anchor.ark(), &key).unwrap_err(),
+        VerifyError::PssParameters(Role::Ask)
+    );
+
+    let mut outer = der.clone();
+    outer[at[1] + 4] = 0x20;
+    let outer = Cert::from_der(Role::Ask, &outer).unwrap();
+    assert_eq!(
+        outer.check_signed_by(anchor.ark(), &key).unwrap_err(),
+        VerifyError::SignatureAlgorithm(Role::Ask)
+    );
+    ask.check_signed_by(anchor.ark(), &key).unwrap();
+}
