@@ -20,7 +20,6 @@
 //! after a 401, say) is the caller's decision.
 
 use alloc::string::String;
-use alloc::vec::Vec;
 
 use kbs_types::{Attestation, Challenge, CompositeEvidence, Request, RuntimeData, Tee, TeePubKey};
 use serde::Deserialize;
@@ -301,10 +300,4 @@ impl KbsClient {
     ) -> Result<T, KbsError> {
         serde_json::from_slice(body).map_err(|_| KbsError::Malformed { what })
     }
-}
-
-/// Builds the canonical JSON bytes of the binding for `nonce` (exposed for
-/// brokers and tests that check REPORT_DATA independently).
-pub fn binding_bytes(client: &KbsClient, nonce: &str) -> Result<Vec<u8>, KbsError> {
-    super::canonical::to_vec(&client.binding(nonce))
 }
