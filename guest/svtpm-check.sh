@@ -220,7 +220,8 @@ echo "SVTPM-CHECK done pass=$pass fail=$fail"
 # `clock`: two clock reads back to back (the cost every sample includes);
 # `pcrextend`: one `tpm2_pcrextend` process (exec, TCTI, ESAPI, the command);
 # `raw-extend`: one TPM2_PCR_Extend (sha256, password session) written to
-# /dev/tpmrm0 and its response read, by two `dd`s. The clock is the
+# /dev/tpmrm0 and its response read, by two `dd`s; `raw-control`: the same
+# two `dd`s on a file (what raw-extend costs without the TPM). The clock is the
 # kernel's monotonic clock in ns (/proc/timer_list, root only), else the
 # wall clock in us (busybox adjtimex): busybox `date` has no %N.
 bench_setting() {
@@ -307,6 +308,19 @@ if [ -n "$bench_n" ] && [ "$bench_n" -gt 0 ]; then
         echo "svtpm-check: cannot open /dev/tpmrm0"
     fi
     echo "SVTPM-BENCH end raw-extend"
+    : >"$B/raw-control"
+    echo "SVTPM-BENCH begin raw-control"
+    i=0
+    while [ "$i" -lt "$bench_n" ]; do
+        t0=$(now_us)
+        dd if="$B/cmd" bs=4096 count=1 2>/dev/null >/dev/null
+        dd if="$B/cmd" bs=4096 count=1 2>/dev/null >>"$B/control-out"
+        t1=$(now_us)
+        echo $((t1 - t0)) >>"$B/raw-control"
+        i=$((i + 1))
+    done
+    echo "SVTPM-BENCH end raw-control"
+    bench_stats raw-control "$B/raw-control" "$bench_n"
     # Every response must be 19 bytes with rc 0.
     good=$(od -An -tx1 -v "$B/responses" | tr -s ' ' '\n' | grep . | awk '
         { k = (NR - 1) % 19; if (k == 0) { rec++; rc = "" } if (k >= 6 && k <= 9) rc = rc $1

@@ -1,20 +1,60 @@
-//! `cargo xtask bench`: builds svtpm-bench in release mode and runs it.
+//! `cargo xtask bench`: builds svtpm-bench in release mode and runs it, then
+//! the guest benchmark ([`crate::guestbench`]): OVMF + Linux booted with the
+//! svtpm image and with the swtpm baseline, TIS and CRB.
 
-use std::path::Path;
+use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
+use crate::elf;
+use crate::guest;
+use crate::guestbench;
 use crate::packages::{self, Group};
 use crate::steps::{self, Outcome, Steps};
 use crate::workspace::Workspace;
 
-/// The Debian packages the benchmark needs (swtpm is one of the measured TPMs).
+/// The Debian packages the host benchmark needs (swtpm is one of the measured TPMs).
 pub const NEEDS: &[Group] = &[Group::Build, Group::Test];
+/// The Debian packages the guest benchmark needs as well.
+pub const GUEST_NEEDS: &[Group] = &[Group::Build, Group::Test, Group::Guest];
 
-/// Builds and runs the benchmark, forwarding `--json` and `--iterations`.
-pub fn bench(ws: &Workspace, json: Option<&Path>, iterations: Option<u32>) -> Result<()> {
+/// Options of `cargo xtask bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Also write svtpm-bench's results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// svtpm-bench's iterations per command (CreatePrimary runs a tenth as many).
+    #[arg(long)]
+    pub iterations: Option<u32>,
+    /// Skip the guest benchmark (four QEMU TCG boots, a few minutes).
+    #[arg(long, conflicts_with = "guest_only")]
+    pub no_guest: bool,
+    /// Run only the guest benchmark.
+    #[arg(long, conflicts_with_all = ["json", "iterations"])]
+    pub guest_only: bool,
+    /// Iterations of each loop in the guest benchmark.
+    #[arg(long, value_name = "N", default_value_t = guestbench::DEFAULT_ITERATIONS)]
+    pub guest_iterations: u32,
+}
+
+/// Runs svtpm-bench (forwarding `--json` and `--iterations`) and the guest
+/// benchmark, as the flags say.
+pub fn bench(ws: &Workspace, args: &BenchArgs) -> Result<()> {
     let mut s = Steps::new("bench");
-    s.run("Debian packages", || packages::ensure(NEEDS))?;
+    let needs = if args.no_guest { NEEDS } else { GUEST_NEEDS };
+    s.run("Debian packages", || packages::ensure(needs))?;
+    if !args.guest_only {
+        host_bench(ws, args, &mut s)?;
+    }
+    if !args.no_guest {
+        guest_bench(ws, args, &mut s)?;
+    }
+    s.finish();
+    Ok(())
+}
+
+fn host_bench(ws: &Workspace, args: &BenchArgs, s: &mut Steps) -> Result<()> {
     s.run("build svtpm-bench (release)", || {
         steps::run(
             ws.cargo()
@@ -32,18 +72,49 @@ pub fn bench(ws: &Workspace, json: Option<&Path>, iterations: Option<u32>) -> Re
             "svtpm-bench",
             "--",
         ]);
-        if let Some(path) = json {
+        if let Some(path) = &args.json {
             // The benchmark runs in the workspace root; keep relative paths
             // relative to where xtask was started.
             let path = std::env::current_dir()?.join(path);
             cmd.arg("--json").arg(path);
         }
-        if let Some(n) = iterations {
+        if let Some(n) = args.iterations {
             cmd.arg("--iterations").arg(n.to_string());
         }
         steps::run(&mut cmd)?;
         Ok(Outcome::Done)
+    })
+}
+
+fn guest_bench(ws: &Workspace, args: &BenchArgs, s: &mut Steps) -> Result<()> {
+    let mut medium = None;
+    s.run("guest boot medium", || {
+        medium = Some(guest::build(ws)?);
+        Ok(Outcome::Done)
     })?;
-    s.finish();
-    Ok(())
+    let medium = medium.context("no boot medium")?;
+    let mut image: Result<PathBuf, String> = Err(String::new());
+    s.run("svtpm image (release)", || {
+        if let Some(why) = elf::image_missing(ws)? {
+            image = Err(why.clone());
+            return Ok(Outcome::Skipped(why));
+        }
+        image = Ok(elf::build_image(ws)?);
+        Ok(Outcome::Done)
+    })?;
+    let mut runs = Vec::new();
+    s.run(
+        "guest benchmark (svtpm and swtpm, TIS and CRB, under QEMU TCG)",
+        || {
+            runs = guestbench::run_all(
+                ws,
+                &medium,
+                image.as_deref().map_err(String::as_str),
+                args.guest_iterations,
+            )?;
+            println!("\n{}", guestbench::table(&runs, args.guest_iterations));
+            guestbench::check(&runs)?;
+            Ok(Outcome::Done)
+        },
+    )
 }

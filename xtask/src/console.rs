@@ -6,6 +6,9 @@
 //! - `SVTPM-CHECK <name> ok [detail]` / `SVTPM-CHECK <name> FAIL [reason]`
 //! - `SVTPM-CHECK done pass=<N> fail=<M>`: the script's summary, last
 //! - `SVTPM-BOOT <milestone> uptime=<seconds>`: init's progress
+//! - `SVTPM-BENCH begin|end <loop>` and `SVTPM-BENCH <loop> n=<N> ok=<K>
+//!   min_us=.. median_us=.. mean_us=.. max_us=..`: the script's opt-in
+//!   benchmark (`svtpm.bench=<N>`)
 //!
 //! A kernel message can land in the middle of a console line, so the markers
 //! are found anywhere in a line, not only at its start.
@@ -14,6 +17,7 @@ use anyhow::{bail, Result};
 
 const CHECK: &str = "SVTPM-CHECK ";
 const BOOT: &str = "SVTPM-BOOT ";
+const BENCH: &str = "SVTPM-BENCH ";
 
 /// One check the guest script reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +28,26 @@ pub struct Check {
     pub ok: bool,
     /// The rest of the line.
     pub detail: String,
+}
+
+/// One benchmark loop of the guest script: N samples in microseconds of
+/// the guest's monotonic clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BenchLoop {
+    /// `clock`, `pcrextend` or `raw-extend`.
+    pub name: String,
+    /// Samples taken.
+    pub n: u64,
+    /// Iterations whose TPM command succeeded.
+    pub ok: u64,
+    /// Fastest sample.
+    pub min_us: u64,
+    /// Median sample.
+    pub median_us: u64,
+    /// Mean sample.
+    pub mean_us: u64,
+    /// Slowest sample.
+    pub max_us: u64,
 }
 
 /// What one console line means to xtask.
@@ -45,6 +69,15 @@ pub enum Event {
         /// /proc/uptime when it was printed.
         uptime: f64,
     },
+    /// A benchmark loop starts (`begin: true`) or ends.
+    BenchMark {
+        /// Whether it is the start.
+        begin: bool,
+        /// The loop's name.
+        name: String,
+    },
+    /// A benchmark loop's result.
+    Bench(BenchLoop),
 }
 
 /// Printable text of a raw console line: escape sequences, carriage returns
@@ -105,6 +138,9 @@ pub fn parse(line: &str) -> Option<Event> {
         };
         return Some(Event::Check(Check { name, ok, detail }));
     }
+    if let Some(at) = line.find(BENCH) {
+        return parse_bench(&line[at + BENCH.len()..]);
+    }
     if let Some(at) = line.find(BOOT) {
         let mut words = line[at + BOOT.len()..].split_whitespace();
         let milestone = words.next()?.to_string();
@@ -112,6 +148,38 @@ pub fn parse(line: &str) -> Option<Event> {
         return Some(Event::Boot { milestone, uptime });
     }
     None
+}
+
+fn parse_bench(rest: &str) -> Option<Event> {
+    let mut words = rest.split_whitespace();
+    let first = words.next()?;
+    if first == "begin" || first == "end" {
+        return Some(Event::BenchMark {
+            begin: first == "begin",
+            name: words.next()?.to_string(),
+        });
+    }
+    let mut get = |key: &str| -> Option<u64> {
+        words
+            .next()?
+            .strip_prefix(key)?
+            .strip_prefix('=')?
+            .parse()
+            .ok()
+    };
+    let n = get("n")?;
+    if n == 0 {
+        return None;
+    }
+    Some(Event::Bench(BenchLoop {
+        name: first.to_string(),
+        n,
+        ok: get("ok")?,
+        min_us: get("min_us")?,
+        median_us: get("median_us")?,
+        mean_us: get("mean_us")?,
+        max_us: get("max_us")?,
+    }))
 }
 
 fn field(word: &str, key: &str) -> Option<u32> {
@@ -129,6 +197,8 @@ pub struct Summary {
     pub userspace_uptime: Option<f64>,
     /// Kernel uptime when init powered off.
     pub poweroff_uptime: Option<f64>,
+    /// The benchmark loops' results, in order.
+    pub bench: Vec<BenchLoop>,
 }
 
 impl Summary {
@@ -142,6 +212,8 @@ impl Summary {
                 "poweroff" => self.poweroff_uptime = Some(*uptime),
                 _ => {}
             },
+            Event::Bench(b) => self.bench.push(b.clone()),
+            Event::BenchMark { .. } => {}
         }
     }
 
@@ -257,6 +329,47 @@ mod tests {
         assert_eq!(parse("SVTPM-CHECK getrandom maybe"), None);
         assert_eq!(parse("SVTPM-CHECK done pass=x fail=0"), None);
         assert_eq!(parse("svtpm-check: PCR banks: sha256"), None);
+    }
+
+    #[test]
+    fn bench_lines_parse_and_are_recorded() {
+        assert_eq!(
+            parse("[ 9.1] xSVTPM-BENCH begin raw-extend"),
+            Some(Event::BenchMark {
+                begin: true,
+                name: "raw-extend".into()
+            })
+        );
+        assert_eq!(
+            parse("SVTPM-BENCH end clock"),
+            Some(Event::BenchMark {
+                begin: false,
+                name: "clock".into()
+            })
+        );
+        let line =
+            "SVTPM-BENCH pcrextend n=20 ok=19 min_us=100 median_us=150 mean_us=160 max_us=400";
+        let want = BenchLoop {
+            name: "pcrextend".into(),
+            n: 20,
+            ok: 19,
+            min_us: 100,
+            median_us: 150,
+            mean_us: 160,
+            max_us: 400,
+        };
+        assert_eq!(parse(line), Some(Event::Bench(want.clone())));
+        let s = summary(&[line, "SVTPM-CHECK done pass=0 fail=0"]);
+        assert_eq!(s.bench, vec![want]);
+        s.verdict(&[]).unwrap();
+        // An empty loop, a missing field or a field out of order is no result.
+        assert_eq!(parse("SVTPM-BENCH raw-extend n=0 ok=0"), None);
+        assert_eq!(parse("SVTPM-BENCH clock n=2 ok=2 min_us=1"), None);
+        assert_eq!(
+            parse("SVTPM-BENCH clock n=2 min_us=1 ok=2 median_us=1 mean_us=1 max_us=1"),
+            None
+        );
+        assert_eq!(parse("SVTPM-BENCH begin"), None);
     }
 
     const GOOD: &[&str] = &[

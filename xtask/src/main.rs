@@ -14,6 +14,7 @@ mod cpio;
 mod elf;
 mod fuzz;
 mod guest;
+mod guestbench;
 mod import;
 mod packages;
 mod qemu;
@@ -78,8 +79,10 @@ enum Task {
     /// test when nightly and cargo-fuzz are installed; the guest boot medium,
     /// then guest boots under QEMU (OVMF + Linux, TIS and CRB) with the swtpm
     /// baseline and with the svtpm image, each required to pass every guest
-    /// check. Steps that cannot apply yet (no image, an image that cannot host
-    /// a guest yet, no fuzz targets) are reported as skipped, with the reason.
+    /// check; the image's own checks (tests/image/check.sh), none of which
+    /// may fail. Steps that cannot apply yet (no image, an image that cannot
+    /// host a guest yet, no fuzz targets) are reported as skipped, with the
+    /// reason.
     Test {
         /// Skip the formatting and clippy steps.
         #[arg(long)]
@@ -103,14 +106,11 @@ enum Task {
     ///
     /// Measures the engine called directly, the TIS and CRB register models
     /// driven by the Linux driver models, and Debian's swtpm over its socket.
-    Bench {
-        /// Also write the results as JSON to this file.
-        #[arg(long, value_name = "FILE")]
-        json: Option<std::path::PathBuf>,
-        /// Iterations per command (CreatePrimary runs a tenth as many).
-        #[arg(long)]
-        iterations: Option<u32>,
-    },
+    /// Then the guest benchmark: the same medium booted under QEMU TCG with
+    /// the svtpm image and with QEMU's TPM on swtpm, TIS and CRB; boot
+    /// milestones, tpm2_pcrextend and raw PCR_Extend latency in the guest,
+    /// and svtpm's exits per command, in one table with svtpm/swtpm ratios.
+    Bench(bench::BenchArgs),
     /// Seal an swtpm TPM 2.0 state directory into a new svtpm state directory.
     ///
     /// Builds and runs svtpm-import-swtpm (crate svtpm-store): reads swtpm's
@@ -156,7 +156,7 @@ fn real_main() -> Result<()> {
         ),
         Task::Test { quick } => test::test(&ws, quick),
         Task::Fuzz { target, seconds } => fuzz::fuzz(&ws, target.as_deref(), seconds),
-        Task::Bench { json, iterations } => bench::bench(&ws, json.as_deref(), iterations),
+        Task::Bench(args) => bench::bench(&ws, &args),
         Task::ImportSwtpm(args) => import::import_swtpm(&ws, &args),
         Task::Setup => setup(&ws),
     }

@@ -324,8 +324,14 @@ fn forward(stream: impl Read + Send + 'static, tx: mpsc::Sender<Chunk>, serial: 
 /// what it reported. Fails only when QEMU cannot be started; a guest that
 /// fails, hangs or never boots is described by the report.
 pub fn boot(ws: &Workspace, boot: &Boot<'_>) -> Result<Report> {
+    boot_with(ws, boot, "run", &[])
+}
+
+/// [`boot`] with `extra` appended to QEMU's command line (e.g. an SMBIOS
+/// string for the guest), its files in `target/guest/<kind>-<tpm>-<interface>/`.
+pub fn boot_with(ws: &Workspace, boot: &Boot<'_>, kind: &str, extra: &[String]) -> Result<Report> {
     let dir = ws.target_dir().join("guest").join(format!(
-        "run-{}-{}",
+        "{kind}-{}-{}",
         boot.tpm.name(),
         boot.interface.as_arg()
     ));
@@ -346,7 +352,8 @@ pub fn boot(ws: &Workspace, boot: &Boot<'_>) -> Result<Report> {
             svtpm_command(ws, boot, image, acpi)
         }
     };
-    cmd.stdin(Stdio::null())
+    cmd.args(extra)
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     println!("$ {}", steps::describe(&cmd));
