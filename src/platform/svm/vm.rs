@@ -166,6 +166,11 @@ pub fn launch(boot: &Boot) -> Result<Infallible, LaunchError> {
     let mut gprs = Gprs::default();
     gprs.0[usize::from(RDX)] = vmcb.set_reset_state(cpuid(1, 0).eax);
 
+    let hidden = layout.hidden();
+    let hidden_window = MmioWindow {
+        base: hidden.start,
+        size: hidden.end - hidden.start,
+    };
     let mut vm = Vm {
         svm,
         vmcb,
@@ -176,15 +181,10 @@ pub fn launch(boot: &Boot) -> Result<Infallible, LaunchError> {
         _iopm: iopm,
         _msrpm: msrpm,
         emulator: Emulator::new(MmioWindow::TPM, phys_bits),
-        hidden_emulator: Emulator::new(MmioWindow::TPM, phys_bits),
+        hidden_emulator: Emulator::new(hidden_window, phys_bits),
         tpm: TpmDevice::new(interface, engine),
         dma: DmaGuard::default(),
         counts: Counts::default(),
-    };
-    let h = vm.layout.hidden();
-    vm.hidden_emulator.window = MmioWindow {
-        base: h.start,
-        size: h.end - h.start,
     };
     log::info!("starting the guest at its reset vector");
     vm.run()
@@ -196,6 +196,9 @@ impl Vm {
             self.fpu.restore();
             self.svm.run(&mut self.vmcb, &mut self.gprs);
             self.fpu.save();
+            // Flush the guest's TLB on the first VMRUN only: the nested
+            // tables never change.
+            self.vmcb.control.tlb_control = 0;
             let t0 = clock::now_ns();
             self.counts.total += 1;
             let c = &mut self.vmcb.control;
