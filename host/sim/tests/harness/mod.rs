@@ -539,6 +539,45 @@ fn free_port_pair() -> (u16, u16) {
     }
 }
 
+/// What answered on a port that should be swtpm's raw TPM command port.
+enum Probe {
+    /// Nothing listens there (yet).
+    Closed,
+    /// A TPM 2.0 answered a TPM command.
+    Tpm,
+    /// Something listens but did not answer as a TPM.
+    NotTpm,
+}
+
+/// Sends TPM2_GetCapability(TPM_PROPERTIES, TPM_PT_MANUFACTURER) to `port`
+/// on a connection of its own. Any TPM 2.0 answers with a TPM_ST_NO_SESSIONS
+/// response (success, or TPM_RC_INITIALIZE before Startup), which tells
+/// swtpm apart from another listener that grabbed a port picked as free.
+fn probe_tpm(port: u16) -> Probe {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return Probe::Closed;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+    // TPM_ST_NO_SESSIONS, size 22, TPM_CC_GetCapability, capability,
+    // property, propertyCount.
+    let cmd: [u8; 22] = [
+        0x80, 0x01, 0, 0, 0, 22, 0, 0, 0x01, 0x7A, 0, 0, 0, 6, 0, 0, 0x01, 0x05, 0, 0, 0, 1,
+    ];
+    let mut head = [0u8; 10];
+    if s.write_all(&cmd).is_err() || s.read_exact(&mut head).is_err() {
+        return Probe::NotTpm;
+    }
+    let size = u32::from_be_bytes([head[2], head[3], head[4], head[5]]) as usize;
+    let mut rest = vec![0u8; size.saturating_sub(10).min(4096)];
+    if u16::from_be_bytes([head[0], head[1]]) != 0x8001
+        || size < 10
+        || s.read_exact(&mut rest).is_err()
+    {
+        return Probe::NotTpm;
+    }
+    Probe::Tpm
+}
+
 impl Swtpm {
     /// Starts swtpm on a new state directory, already past Startup(CLEAR).
     pub fn start() -> Swtpm {
@@ -586,15 +625,21 @@ impl Swtpm {
                 if child.try_wait().unwrap().is_some() {
                     break; // port taken in the meantime: try other ports
                 }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Swtpm {
-                        child,
-                        port,
-                        ctrl,
-                        _dir: None,
-                    };
+                match probe_tpm(port) {
+                    Probe::Tpm if child.try_wait().unwrap().is_none() => {
+                        return Swtpm {
+                            child,
+                            port,
+                            ctrl,
+                            _dir: None,
+                        };
+                    }
+                    // Something else took the port between the pick and
+                    // swtpm's bind (another test's simulator, say): the
+                    // answer was not a TPM's, so this swtpm is not ours to use.
+                    Probe::Tpm | Probe::NotTpm => break,
+                    Probe::Closed => std::thread::sleep(Duration::from_millis(20)),
                 }
-                std::thread::sleep(Duration::from_millis(20));
             }
             let _ = child.kill();
             let _ = child.wait();
