@@ -8,9 +8,12 @@
 //! require every guest check to pass, the driver of the interface among them:
 //! first the swtpm baseline (which validates the medium and the checks
 //! without svtpm), then the svtpm image. Each boot is killed after
-//! [`BOOT_TIMEOUT`].
+//! [`BOOT_TIMEOUT`]. Then `tests/image/check.sh` runs the image's own
+//! end-to-end checks (self-test, exception and panic paths, OVMF over TIS
+//! and CRB, the guest's access to svtpm's memory, Linux binding tpm_tis)
+//! and must report no failure.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -120,6 +123,13 @@ pub fn test(ws: &Workspace, quick: bool) -> Result<()> {
             Err(why) => Ok(Outcome::Skipped(why.clone())),
         })?;
     }
+    s.run(
+        "image checks (tests/image/check.sh: self-test, fault, panic, OVMF TIS/CRB, isolation, Linux)",
+        || match &image {
+            Ok(path) => image_checks(ws, path, &medium.kernel_release),
+            Err(why) => Ok(Outcome::Skipped(why.clone())),
+        },
+    )?;
     s.finish();
     Ok(())
 }
@@ -168,6 +178,56 @@ fn guest_boot(
     Ok(Outcome::Done)
 }
 
+/// Runs `tests/image/check.sh` on the image with Debian's OVMF and the
+/// kernel of the guest medium (`release`), streaming its verdict lines, its
+/// logs under `target/image-check/`; fails unless it reports
+/// `N passed, 0 failed` and exits 0.
+fn image_checks(ws: &Workspace, image: &Path, release: &str) -> Result<Outcome> {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let logs = ws.target_dir().join("image-check");
+    let mut cmd = ws.command("bash");
+    cmd.arg(ws.path("tests/image/check.sh"))
+        .arg(image)
+        .arg(qemu::OVMF)
+        .arg(format!("/boot/vmlinuz-{release}"))
+        .env("SVTPM_CHECK_LOGS", &logs)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    println!("$ {}", steps::describe(&cmd));
+    let mut child = cmd
+        .spawn()
+        .context("could not start tests/image/check.sh")?;
+    let mut text = String::new();
+    for line in BufReader::new(child.stdout.take().context("check.sh stdout")?).lines() {
+        let line = line.context("reading check.sh's output")?;
+        println!("{line}");
+        text.push_str(&line);
+        text.push('\n');
+    }
+    let status = child.wait().context("waiting for tests/image/check.sh")?;
+    let (passed, failed) = check_counts(&text).with_context(|| {
+        format!("tests/image/check.sh printed no `N passed, N failed` line ({status})")
+    })?;
+    if failed > 0 || !status.success() {
+        anyhow::bail!(
+            "tests/image/check.sh: {passed} passed, {failed} failed ({status}); logs in {}",
+            logs.display()
+        );
+    }
+    if passed == 0 {
+        anyhow::bail!("tests/image/check.sh ran no check");
+    }
+    Ok(Outcome::Done)
+}
+
+/// The counts of check.sh's closing `N passed, M failed` line.
+fn check_counts(output: &str) -> Option<(u32, u32)> {
+    let line = output.lines().rev().find(|l| l.contains(" passed, "))?;
+    let (p, f) = line.trim().split_once(" passed, ")?;
+    Some((p.parse().ok()?, f.strip_suffix(" failed")?.parse().ok()?))
+}
+
 /// `cargo +nightly fuzz build` when the tools are already there; fuzzing
 /// proper (which installs them) is `cargo xtask fuzz`.
 fn fuzz_smoke(ws: &Workspace) -> Result<Outcome> {
@@ -188,4 +248,18 @@ fn fuzz_smoke(ws: &Workspace) -> Result<Outcome> {
     }
     steps::run(FuzzToolchain::Nightly.cargo_fuzz(ws).arg("build"))?;
     Ok(Outcome::Done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_counts;
+
+    #[test]
+    fn check_sh_summary_is_read_from_its_last_line() {
+        let out = "ok   selftest: engine commands succeed\nFAIL isolation: x (log: y)\n6 passed, 1 failed\n";
+        assert_eq!(check_counts(out), Some((6, 1)));
+        assert_eq!(check_counts("7 passed, 0 failed"), Some((7, 0)));
+        assert_eq!(check_counts("ok   selftest: passed, fine\n"), None);
+        assert_eq!(check_counts(""), None);
+    }
 }
