@@ -24,7 +24,7 @@ pub struct Access {
 /// Decodes an access at `offset` (relative to the window base) of `size`
 /// bytes, with `pages` locality pages implemented.
 pub fn decode(offset: u64, size: u8, pages: u8) -> Option<Access> {
-    if !matches!(size, 1 | 2 | 4 | 8) || offset % u64::from(size) != 0 {
+    if !matches!(size, 1 | 2 | 4 | 8) || !offset.is_multiple_of(u64::from(size)) {
         return None;
     }
     let end = offset.checked_add(u64::from(size))?;

@@ -321,7 +321,7 @@ fn decrypt(
         }
     }
     let n = ciphertext.len();
-    if n == 0 || n % BLOCK != 0 || n < klen {
+    if n == 0 || !n.is_multiple_of(BLOCK) || n < klen {
         return Err(SwtpmError::BadCiphertextLength(n));
     }
     if mac.len() != HMAC_LEN {

@@ -58,11 +58,11 @@ impl Layout {
         flash_size: u64,
         limit: u64,
     ) -> Result<Self, LayoutError> {
-        if flash_size == 0 || flash_size % 0x1000 != 0 || flash_size > 16 << 20 {
+        if flash_size == 0 || !flash_size.is_multiple_of(0x1000) || flash_size > 16 << 20 {
             return Err(LayoutError::BadFirmwareSize(flash_size));
         }
-        if hidden.start % 0x1000 != 0
-            || hidden.end % 0x1000 != 0
+        if !hidden.start.is_multiple_of(0x1000)
+            || !hidden.end.is_multiple_of(0x1000)
             || hidden.start < FOUR_GIB
             || hidden.end > limit
         {

@@ -193,7 +193,7 @@ impl Ctx<'_> {
         }
         match region_at(self.regions, start) {
             Some(r) if end <= r.end => match r.map {
-                Map::To(h) if (h + (start - r.start)) % size != 0 => None,
+                Map::To(h) if !(h + (start - r.start)).is_multiple_of(size) => None,
                 m => Some(m),
             },
             Some(_) => None,
