@@ -383,3 +383,47 @@ fn failed_store_is_not_acknowledged() {
         b"original"
     );
 }
+
+/// TPM_PT_MAX_COMMAND_SIZE and TPM_PT_MAX_RESPONSE_SIZE as the TPM reports them.
+fn max_sizes(e: &mut Engine) -> (u32, u32) {
+    let p = expect_ok(&e.execute(0, &get_capability(6, 0x11E, 2))).to_vec();
+    // moreData u8, capability u32, count u32, then (property u32, value u32)*.
+    let count = u32::from_be_bytes([p[5], p[6], p[7], p[8]]);
+    assert_eq!(count, 2, "two properties: {p:02x?}");
+    let prop = |i: usize| {
+        let at = 9 + i * 8;
+        let id = u32::from_be_bytes([p[at], p[at + 1], p[at + 2], p[at + 3]]);
+        let v = u32::from_be_bytes([p[at + 4], p[at + 5], p[at + 6], p[at + 7]]);
+        (id, v)
+    };
+    let (c_id, c) = prop(0);
+    let (r_id, r) = prop(1);
+    assert_eq!((c_id, r_id), (0x11E, 0x11F));
+    (c, r)
+}
+
+#[test]
+fn buffer_size_limits_what_the_tpm_accepts_and_reports() {
+    let _g = lock();
+    // The CRB data buffer: 0xF80 bytes.
+    let mut e = Engine::builder(Box::new(MemStorage::new()))
+        .buffer_size(0xF80)
+        .start()
+        .expect("engine starts");
+    assert_eq!(e.buffer_size(), 0xF80);
+    expect_ok(&e.execute(0, &startup(SU_CLEAR)));
+    assert_eq!(max_sizes(&mut e), (0xF80, 0xF80));
+    // One byte over the limit is refused before libtpms sees it.
+    let mut big = get_random(8);
+    big.resize(0xF81, 0);
+    big[2..6].copy_from_slice(&0xF81u32.to_be_bytes());
+    assert_eq!(rc(&e.execute(0, &big)), 0x142, "TPM_RC_COMMAND_SIZE");
+    drop(e);
+
+    // Without the option the engine keeps libtpms' larger default.
+    let mut e = Engine::start(Box::new(MemStorage::new())).expect("engine starts");
+    expect_ok(&e.execute(0, &startup(SU_CLEAR)));
+    let (c, r) = max_sizes(&mut e);
+    assert!(c > 0xF80 && r > 0xF80, "default sizes {c:#x}/{r:#x}");
+    assert_eq!(c as usize, e.buffer_size());
+}

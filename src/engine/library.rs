@@ -145,6 +145,14 @@ pub(super) fn buffer_size(_token: &mut Token) -> u32 {
     unsafe { sys::TPMLIB_SetBufferSize(0, ptr::null_mut(), ptr::null_mut()) }
 }
 
+/// Asks libtpms to use a `bytes`-sized command/response buffer from the next
+/// [`main_init`] on; it clamps the value to its own minimum and maximum.
+pub(super) fn set_buffer_size(_token: &mut Token, bytes: u32) {
+    // SAFETY: a non-zero size sets the buffer size; NULL min/max pointers
+    // are allowed. libtpms only records the value here.
+    unsafe { sys::TPMLIB_SetBufferSize(bytes, ptr::null_mut(), ptr::null_mut()) };
+}
+
 /// Copies a libtpms-owned buffer into a vector and frees it.
 ///
 /// # Safety

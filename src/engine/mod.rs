@@ -97,6 +97,7 @@ impl StateKind {
 pub struct EngineBuilder {
     storage: Box<dyn NvStorage + Send>,
     states: Vec<(StateKind, Vec<u8>)>,
+    buffer_size: Option<u32>,
 }
 
 impl fmt::Debug for EngineBuilder {
@@ -110,6 +111,7 @@ impl fmt::Debug for EngineBuilder {
                     .map(|(k, b)| (*k, b.len()))
                     .collect::<Vec<_>>(),
             )
+            .field("buffer_size", &self.buffer_size)
             .finish_non_exhaustive()
     }
 }
@@ -125,13 +127,25 @@ impl EngineBuilder {
         self
     }
 
+    /// Limits the command/response buffer to `bytes` (libtpms clamps it to
+    /// its supported range; [`Engine::buffer_size`] tells what it chose). The
+    /// TPM then reports this size as TPM_PT_MAX_COMMAND_SIZE and
+    /// TPM_PT_MAX_RESPONSE_SIZE, so a front end with a smaller buffer than
+    /// libtpms' default (CRB's 0xF80 bytes) sets it to keep well-behaved
+    /// clients from sending commands that cannot fit. Without it the engine
+    /// uses the largest size libtpms supports.
+    pub fn buffer_size(mut self, bytes: u32) -> Self {
+        self.buffer_size = Some(bytes);
+        self
+    }
+
     /// Starts the TPM. On failure the storage is dropped (libtpms did not
     /// start, so it wrote nothing to it unless the failure came later than
     /// manufacturing).
     pub fn start(self) -> Result<Engine, EngineError> {
         let mut token = Token::claim().ok_or(EngineError::AlreadyRunning)?;
         library::install_storage(&mut token, self.storage);
-        match Engine::boot(&mut token, &self.states) {
+        match Engine::boot(&mut token, &self.states, self.buffer_size) {
             Ok(buffer_size) => Ok(Engine {
                 token: Some(token),
                 buffer_size,
@@ -166,11 +180,16 @@ impl Engine {
         EngineBuilder {
             storage,
             states: Vec::new(),
+            buffer_size: None,
         }
     }
 
     /// Brings libtpms up; returns its buffer size.
-    fn boot(token: &mut Token, states: &[(StateKind, Vec<u8>)]) -> Result<usize, EngineError> {
+    fn boot(
+        token: &mut Token,
+        states: &[(StateKind, Vec<u8>)],
+        buffer_size: Option<u32>,
+    ) -> Result<usize, EngineError> {
         if !library::init_openssl(token) {
             return Err(EngineError::OpensslInit);
         }
@@ -186,6 +205,10 @@ impl Engine {
             "TPMLIB_RegisterCallbacks",
             library::register_callbacks(token),
         )?;
+        // Always set: libtpms keeps the size across Terminate/MainInit, so an
+        // engine started without the option must not inherit an earlier one.
+        // libtpms clamps u32::MAX to its largest size, its own default.
+        library::set_buffer_size(token, buffer_size.unwrap_or(u32::MAX));
         // libtpms needs the permanent state before it can check a volatile one.
         let ordered = states
             .iter()

@@ -238,8 +238,14 @@ impl Device {
             return Ok(());
         }
         let storage = (self.open_storage)()?;
-        let mut engine =
-            Engine::start(storage).map_err(|e| format!("engine did not start: {e}"))?;
+        let mut builder = Engine::builder(storage);
+        if self.config.interface == Interface::Crb {
+            // Advertise no more than the CRB data buffer carries.
+            builder = builder.buffer_size(svtpm::crb::regs::DATA_BUFFER_SIZE as u32);
+        }
+        let mut engine = builder
+            .start()
+            .map_err(|e| format!("engine did not start: {e}"))?;
         let established = engine.established().unwrap_or_else(|e| {
             log::warn!("cannot read tpmEstablished: {e}; reporting it clear");
             false

@@ -285,3 +285,21 @@ fn commands_beyond_the_crb_buffer_fail_in_the_driver_not_the_tpm() {
         "TPM_RC_SIZE from the TPM"
     );
 }
+
+/// TPM_PT_MAX_COMMAND_SIZE as the TPM reports it.
+fn max_command_size(c: &mut Mssim) -> u32 {
+    let p = expect_ok(&c.send(0, &get_capability(6, 0x11E, 1))).to_vec();
+    // moreData u8, capability u32, count u32, property u32, value u32.
+    assert_eq!(&p[9..13], &0x11Eu32.to_be_bytes(), "{p:02x?}");
+    u32::from_be_bytes([p[13], p[14], p[15], p[16]])
+}
+
+#[test]
+fn the_tpm_advertises_what_the_interface_carries() {
+    // Clients size commands by TPM_PT_MAX_COMMAND_SIZE; behind CRB that must
+    // not exceed the 0xF80-byte data buffer.
+    let (_sim, mut c) = started("crb");
+    assert_eq!(max_command_size(&mut c), 0xF80);
+    let (_sim, mut c) = started("tis");
+    assert!(max_command_size(&mut c) > 0xF80);
+}

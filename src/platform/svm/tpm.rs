@@ -37,6 +37,16 @@ impl Interface {
             _ => Self::Tis,
         }
     }
+
+    /// The command/response size the engine must advertise behind this
+    /// interface: CRB carries at most its 0xF80-byte data buffer; the TIS
+    /// FIFO takes whatever the engine does.
+    pub fn engine_buffer_size(self) -> Option<u32> {
+        match self {
+            Self::Tis => None,
+            Self::Crb => Some(crate::crb::regs::DATA_BUFFER_SIZE as u32),
+        }
+    }
 }
 
 /// One executed command.

@@ -137,7 +137,11 @@ pub fn launch(boot: &Boot) -> Result<Infallible, LaunchError> {
     );
 
     let interface = Interface::from_cmdline(&boot.info.cmdline);
-    let engine = Engine::start(Box::new(MemStorage::new())).map_err(LaunchError::Engine)?;
+    let mut engine = Engine::builder(Box::new(MemStorage::new()));
+    if let Some(bytes) = interface.engine_buffer_size() {
+        engine = engine.buffer_size(bytes);
+    }
+    let engine = engine.start().map_err(LaunchError::Engine)?;
     log::info!("TPM engine started; the guest sees it through {interface:?}");
 
     let mut iopm = Iopm::new();
