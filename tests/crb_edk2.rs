@@ -21,19 +21,11 @@
 //! libtpms is one per process: every test holds `LOCK`.
 mod common;
 
-use std::sync::{Mutex, MutexGuard};
-
 use common::*;
 use sha2::{Digest, Sha256};
 use svtpm::crb::{regs, Crb};
 use svtpm::engine::{Engine, MemStorage};
 use svtpm_drivers::{Access, AccessKind, Bus};
-
-static LOCK: Mutex<()> = Mutex::new(());
-
-fn lock() -> MutexGuard<'static, ()> {
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// TPM_RC_COMMAND_SIZE.
 const RC_COMMAND_SIZE: u32 = 0x142;
@@ -317,7 +309,7 @@ fn sha256(parts: &[&[u8]]) -> Vec<u8> {
 
 #[test]
 fn detection_picks_crb_and_the_tpm12_probe_fails_cleanly() {
-    let _l = lock();
+    let _l = engine_lock();
     let fw = Firmware::boot();
     // OVMF's own buffer-register writes carry the values already there.
     assert_eq!(fw.crb.stats().buffer_relocations, 0);
@@ -325,7 +317,7 @@ fn detection_picks_crb_and_the_tpm12_probe_fails_cleanly() {
 
 #[test]
 fn real_commands_end_to_end() {
-    let _l = lock();
+    let _l = engine_lock();
     let mut fw = Firmware::boot();
     expect_ok(&fw.run("Startup(CLEAR)", &startup(SU_CLEAR)));
     expect_ok(&fw.run("SelfTest(full)", &self_test(true)));
@@ -360,7 +352,7 @@ fn real_commands_end_to_end() {
 
 #[test]
 fn oversized_command_fails_and_the_next_one_works() {
-    let _l = lock();
+    let _l = engine_lock();
     let mut fw = Firmware::boot();
     expect_ok(&fw.run("Startup(CLEAR)", &startup(SU_CLEAR)));
 
@@ -386,7 +378,7 @@ fn oversized_command_fails_and_the_next_one_works() {
 
 #[test]
 fn tpm12_probe_command_gets_a_tpm2_answer() {
-    let _l = lock();
+    let _l = engine_lock();
     let mut fw = Firmware::boot();
     // Were the TPM 1.2 GetTicks ever sent over CRB, the answer must carry a
     // TPM 2.0 tag (edk2 rejects 0x00C4 as TPM 1.2).
@@ -398,7 +390,7 @@ fn tpm12_probe_command_gets_a_tpm2_answer() {
 
 #[test]
 fn response_larger_than_the_callers_buffer() {
-    let _l = lock();
+    let _l = engine_lock();
     let mut fw = Firmware::boot();
     expect_ok(&fw.run("Startup(CLEAR)", &startup(SU_CLEAR)));
     let mut bus = Bus::new(&mut fw.crb, &mut fw.engine);

@@ -16,20 +16,12 @@
 //! libtpms is one per process: every test holds `LOCK`.
 mod common;
 
-use std::sync::{Mutex, MutexGuard};
-
 use common::*;
 use sha2::{Digest, Sha256};
 use svtpm::backend::TpmMmio;
 use svtpm::crb::{regs, Crb};
 use svtpm::engine::{Engine, MemStorage};
 use svtpm_drivers::{Access, AccessKind, Bus, CopyMode, CrbProbe, Driver, DriverError, LinuxCrb};
-
-static LOCK: Mutex<()> = Mutex::new(());
-
-fn lock() -> MutexGuard<'static, ()> {
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// TPM_RC_COMMAND_SIZE.
 const RC_COMMAND_SIZE: u32 = 0x142;
@@ -203,7 +195,7 @@ fn real_commands(copy: CopyMode) {
 
 #[test]
 fn probe_finds_the_in_window_buffer() {
-    let _l = lock();
+    let _l = engine_lock();
     let mut g = Guest::boot(CopyMode::StringOps);
     let mut bus = Bus::new(&mut g.crb, &mut g.engine).with_trace();
     let probe = g.linux.probe(&mut bus, 0).expect("probe");
@@ -229,7 +221,7 @@ fn probe_finds_the_in_window_buffer() {
 
 #[test]
 fn locality_request_sets_the_active_locality_field() {
-    let _l = lock();
+    let _l = engine_lock();
     let mut g = Guest::boot(CopyMode::StringOps);
     let mut bus = Bus::new(&mut g.crb, &mut g.engine);
     bus.write32(u64::from(regs::LOC_CTRL), 1);
@@ -242,19 +234,19 @@ fn locality_request_sets_the_active_locality_field() {
 
 #[test]
 fn real_commands_with_string_copies() {
-    let _l = lock();
+    let _l = engine_lock();
     real_commands(CopyMode::StringOps);
 }
 
 #[test]
 fn real_commands_with_unrolled_copies() {
-    let _l = lock();
+    let _l = engine_lock();
     real_commands(CopyMode::Unrolled);
 }
 
 #[test]
 fn oversized_commands_fail_and_the_next_one_works() {
-    let _l = lock();
+    let _l = engine_lock();
     let mut g = Guest::boot(CopyMode::StringOps);
     expect_ok(&g.run("Startup(CLEAR)", &startup(SU_CLEAR)));
 
@@ -289,7 +281,7 @@ fn oversized_commands_fail_and_the_next_one_works() {
 
 #[test]
 fn fatal_state_makes_the_driver_fail_with_eio() {
-    let _l = lock();
+    let _l = engine_lock();
     let mut g = Guest::boot(CopyMode::StringOps);
     expect_ok(&g.run("Startup(CLEAR)", &startup(SU_CLEAR)));
     g.crb.enter_fatal();

@@ -1,23 +1,17 @@
 //! End-to-end tests of the libtpms engine: real TPM 2.0 commands through
 //! `svtpm::engine::Engine`, with expected values computed independently.
 //!
-//! libtpms is a process-wide singleton, so every test holds `ENGINE_LOCK`.
+//! libtpms is a process-wide singleton, so every test holds `common::engine_lock()`.
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use common::*;
 use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha384};
 use svtpm::backend::TpmBackend;
 use svtpm::engine::{Engine, EngineError, MemStorage, NvStorage, StateKind, StorageError};
-
-static ENGINE_LOCK: Mutex<()> = Mutex::new(());
-
-fn lock() -> MutexGuard<'static, ()> {
-    ENGINE_LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// A started engine (Startup(CLEAR) done) on `storage`.
 fn started(storage: &MemStorage) -> Engine {
@@ -59,7 +53,7 @@ fn extend<D: Digest>(old: &[u8], digest: &[u8]) -> Vec<u8> {
 
 #[test]
 fn commands_before_startup_are_refused() {
-    let _g = lock();
+    let _g = engine_lock();
     let mut e = Engine::start(Box::new(MemStorage::new())).unwrap();
     let r = e.execute(0, &get_random(8));
     assert_eq!(header(&r).tag, ST_NO_SESSIONS);
@@ -69,7 +63,7 @@ fn commands_before_startup_are_refused() {
 
 #[test]
 fn get_random_returns_fresh_bytes_of_the_asked_length() {
-    let _g = lock();
+    let _g = engine_lock();
     let mut e = started(&MemStorage::new());
     let a = random_bytes(&e.execute(0, &get_random(32)));
     let b = random_bytes(&e.execute(0, &get_random(32)));
@@ -81,7 +75,7 @@ fn get_random_returns_fresh_bytes_of_the_asked_length() {
 
 #[test]
 fn self_test_passes() {
-    let _g = lock();
+    let _g = engine_lock();
     let mut e = started(&MemStorage::new());
     expect_ok(&e.execute(0, &self_test(true)));
     expect_ok(&e.execute(0, &self_test(false)));
@@ -89,7 +83,7 @@ fn self_test_passes() {
 
 #[test]
 fn pcr_extend_matches_independent_hashes_in_three_banks() {
-    let _g = lock();
+    let _g = engine_lock();
     let mut e = started(&MemStorage::new());
     let pcr = 10;
     type Extend = fn(&[u8], &[u8]) -> Vec<u8>;
@@ -121,7 +115,7 @@ fn pcr_extend_matches_independent_hashes_in_three_banks() {
 
 #[test]
 fn locality_reaches_libtpms() {
-    let _g = lock();
+    let _g = engine_lock();
     let mut e = started(&MemStorage::new());
     let digest = Sha256::digest(b"drtm").to_vec();
     // PC Client: PCR 17 is extendable from localities 2-4 only.
@@ -140,7 +134,7 @@ fn locality_reaches_libtpms() {
 
 #[test]
 fn drtm_hash_sequence_and_established_flag() {
-    let _g = lock();
+    let _g = engine_lock();
     let mut e = started(&MemStorage::new());
     let data = b"measured launch environment";
     e.hash_sequence(data).unwrap();
@@ -156,7 +150,7 @@ fn drtm_hash_sequence_and_established_flag() {
 
 #[test]
 fn h_crtm_sequence_before_startup_extends_pcr0() {
-    let _g = lock();
+    let _g = engine_lock();
     let mut e = Engine::start(Box::new(MemStorage::new())).unwrap();
     let crtm = b"first boot component";
     e.hash_sequence(crtm).unwrap();
@@ -173,7 +167,7 @@ const NV_INDEX: u32 = 0x0150_0016;
 
 #[test]
 fn nv_data_survives_a_power_cycle() {
-    let _g = lock();
+    let _g = engine_lock();
     let storage = MemStorage::new();
     let mut e = started(&storage);
     expect_ok(&e.execute(0, &nv_define_space(NV_INDEX, 16)));
@@ -201,7 +195,7 @@ fn nv_data_survives_a_power_cycle() {
 
 #[test]
 fn primary_key_is_stable_across_restarts_and_unique_per_tpm() {
-    let _g = lock();
+    let _g = engine_lock();
     let storage = MemStorage::new();
     let mut e = started(&storage);
     let (handle, first) = created_public(&e.execute(0, &create_primary_ecc(RH_OWNER)));
@@ -221,7 +215,7 @@ fn primary_key_is_stable_across_restarts_and_unique_per_tpm() {
 
 #[test]
 fn malformed_commands_get_error_responses() {
-    let _g = lock();
+    let _g = engine_lock();
     let mut e = started(&MemStorage::new());
     let garbage: Vec<u8> = (0u8..64).map(|i| i.wrapping_mul(37) ^ 0x5A).collect();
     let cases: Vec<(&str, Vec<u8>)> = vec![
@@ -257,7 +251,7 @@ fn malformed_commands_get_error_responses() {
 
 #[test]
 fn tpm12_probe_gets_a_tpm2_error() {
-    let _g = lock();
+    let _g = engine_lock();
     let mut e = started(&MemStorage::new());
     // OVMF decides "TPM 1.2" on a 0x00C4 response tag; a TPM 2.0 answers
     // with a TPM 2.0 error header (libtpms 0.9.2 reports rc 0x84).
@@ -268,7 +262,7 @@ fn tpm12_probe_gets_a_tpm2_error() {
 
 #[test]
 fn only_one_engine_at_a_time() {
-    let _g = lock();
+    let _g = engine_lock();
     let e = Engine::start(Box::new(MemStorage::new())).unwrap();
     assert_eq!(
         Engine::start(Box::new(MemStorage::new())).err(),
@@ -281,7 +275,7 @@ fn only_one_engine_at_a_time() {
 
 #[test]
 fn engine_works_through_the_backend_trait() {
-    let _g = lock();
+    let _g = engine_lock();
     let mut e = Engine::start(Box::new(MemStorage::new())).unwrap();
     let backend: &mut dyn TpmBackend = &mut e;
     expect_ok(&backend.execute(0, &startup(SU_CLEAR)));
@@ -290,7 +284,7 @@ fn engine_works_through_the_backend_trait() {
 
 #[test]
 fn exported_state_resumes_pcrs_without_startup() {
-    let _g = lock();
+    let _g = engine_lock();
     let mut e = started(&MemStorage::new());
     let digest = Sha256::digest(b"resume me").to_vec();
     expect_ok(&e.execute(0, &pcr_extend(11, ALG_SHA256, &digest)));
@@ -318,7 +312,7 @@ fn exported_state_resumes_pcrs_without_startup() {
 
 #[test]
 fn garbage_state_blob_is_refused() {
-    let _g = lock();
+    let _g = engine_lock();
     let err = Engine::builder(Box::new(MemStorage::new()))
         .state(StateKind::Permanent, vec![0xEE; 100])
         .start()
@@ -357,7 +351,7 @@ impl NvStorage for FlakyStorage {
 
 #[test]
 fn failed_store_is_not_acknowledged() {
-    let _g = lock();
+    let _g = engine_lock();
     let inner = MemStorage::new();
     let fail = Arc::new(AtomicBool::new(false));
     let storage = FlakyStorage {
@@ -404,7 +398,7 @@ fn max_sizes(e: &mut Engine) -> (u32, u32) {
 
 #[test]
 fn buffer_size_limits_what_the_tpm_accepts_and_reports() {
-    let _g = lock();
+    let _g = engine_lock();
     // The CRB data buffer: 0xF80 bytes.
     let mut e = Engine::builder(Box::new(MemStorage::new()))
         .buffer_size(0xF80)

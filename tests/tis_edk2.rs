@@ -23,19 +23,11 @@
 //! libtpms is one per process: every test holds `LOCK`.
 mod common;
 
-use std::sync::{Mutex, MutexGuard};
-
 use common::*;
 use sha2::{Digest, Sha256};
 use svtpm::engine::{Engine, MemStorage};
 use svtpm::tis::Tis;
 use svtpm_drivers::{Access, AccessKind, Bus};
-
-static LOCK: Mutex<()> = Mutex::new(());
-
-fn lock() -> MutexGuard<'static, ()> {
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Register offsets (TIS_PC_REGISTERS / PTP_FIFO_REGISTERS).
 const ACCESS: u64 = 0x00;
@@ -360,7 +352,7 @@ fn ovmf_detect(p: &mut Platform) -> Result<Vec<u8>, EfiError> {
 
 #[test]
 fn ptp_detection_chooses_fifo_and_dump_reads_identification() {
-    let _l = lock();
+    let _l = engine_lock();
     let mut p = Platform::power_on();
     let edk2 = Edk2::at_locality(0);
     let mut bus = p.bus();
@@ -386,7 +378,7 @@ fn ptp_detection_chooses_fifo_and_dump_reads_identification() {
 
 #[test]
 fn ovmf_tpm12_probe_does_not_find_a_tpm12() {
-    let _l = lock();
+    let _l = engine_lock();
     let mut p = Platform::power_on();
     match ovmf_detect(&mut p) {
         Err(EfiError::Unsupported(tag)) => {
@@ -408,7 +400,7 @@ fn ovmf_tpm12_probe_does_not_find_a_tpm12() {
 
 #[test]
 fn tcg2_pei_style_commands_end_to_end() {
-    let _l = lock();
+    let _l = engine_lock();
     let mut p = Platform::power_on();
     assert!(ovmf_detect(&mut p).is_err());
     let edk2 = Edk2::at_locality(0);
@@ -466,7 +458,7 @@ fn tcg2_pei_style_commands_end_to_end() {
 
 #[test]
 fn edk2_routines_on_higher_locality_pages() {
-    let _l = lock();
+    let _l = engine_lock();
     let mut p = Platform::power_on();
     assert!(ovmf_detect(&mut p).is_err());
     let loc0 = Edk2::at_locality(0);

@@ -26,19 +26,11 @@
 //! libtpms is one per process: every test holds `LOCK`.
 mod common;
 
-use std::sync::{Mutex, MutexGuard};
-
 use common::*;
 use sha2::{Digest, Sha256};
 use svtpm::engine::{Engine, MemStorage};
 use svtpm::tis::{regs, Tis};
 use svtpm_drivers::{Access, AccessKind, Bus, Driver, LinuxTis, TisProbe};
-
-static LOCK: Mutex<()> = Mutex::new(());
-
-fn lock() -> MutexGuard<'static, ()> {
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// TPM_CAP_TPM_PROPERTIES, TPM_PT_FAMILY_INDICATOR and its value "2.0\0".
 const CAP_TPM_PROPERTIES: u32 = 6;
@@ -142,7 +134,7 @@ fn one_property(rsp: &[u8]) -> (u32, u32) {
 
 #[test]
 fn probe_finds_a_tpm2_with_no_vendor_quirk() {
-    let _l = lock();
+    let _l = engine_lock();
     let (_g, probe, trace) = Guest::boot();
     assert!(probe.tpm2, "GetCapability answered with tag 0x8001");
     assert_eq!(
@@ -174,7 +166,7 @@ fn probe_finds_a_tpm2_with_no_vendor_quirk() {
 
 #[test]
 fn tpm2_probe_before_startup_answers_initialize_with_tpm2_tag() {
-    let _l = lock();
+    let _l = engine_lock();
     let (mut g, _, _) = Guest::boot();
     let rsp = g.run(
         "GetCapability(TOTAL_COMMANDS) before Startup",
@@ -188,7 +180,7 @@ fn tpm2_probe_before_startup_answers_initialize_with_tpm2_tag() {
 
 #[test]
 fn startup_random_pcr_and_capability_end_to_end() {
-    let _l = lock();
+    let _l = engine_lock();
     let (mut g, _, _) = Guest::boot();
     expect_ok(&g.run("Startup(CLEAR)", 0, &startup(SU_CLEAR)));
     expect_ok(&g.run("SelfTest(full)", 0, &self_test(true)));
@@ -223,7 +215,7 @@ fn startup_random_pcr_and_capability_end_to_end() {
 
 #[test]
 fn locality_windows_carry_the_locality_to_the_engine() {
-    let _l = lock();
+    let _l = engine_lock();
     let (mut g, _, _) = Guest::boot();
     expect_ok(&g.run("Startup(CLEAR)", 0, &startup(SU_CLEAR)));
     // PCR 17 may be extended from localities 2, 3 and 4 only (PTP PCR
@@ -265,7 +257,7 @@ fn locality_windows_carry_the_locality_to_the_engine() {
 
 #[test]
 fn response_retry_rereads_the_same_bytes() {
-    let _l = lock();
+    let _l = engine_lock();
     let (mut g, _, _) = Guest::boot();
     expect_ok(&g.run("Startup(CLEAR)", 0, &startup(SU_CLEAR)));
     let cmd = get_random(24);
@@ -305,7 +297,7 @@ fn response_retry_rereads_the_same_bytes() {
 
 #[test]
 fn largest_linux_command_goes_through_in_one_burst() {
-    let _l = lock();
+    let _l = engine_lock();
     let (mut g, _, _) = Guest::boot();
     expect_ok(&g.run("Startup(CLEAR)", 0, &startup(SU_CLEAR)));
     // A GetRandom padded to Linux's 4 KiB buffer: the TPM rejects the size,
@@ -352,7 +344,7 @@ fn raw_exchange(bus: &mut Bus<'_>, bytes: &[u8]) -> Vec<u8> {
 
 #[test]
 fn bad_size_fields_end_as_command_size_errors() {
-    let _l = lock();
+    let _l = engine_lock();
     let (mut g, _, _) = Guest::boot();
     expect_ok(&g.run("Startup(CLEAR)", 0, &startup(SU_CLEAR)));
     let mut bus = Bus::new(&mut g.tis, &mut g.engine);

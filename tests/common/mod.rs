@@ -2,6 +2,17 @@
 //! response parsing, written from the TPM 2.0 Library spec part 3 layouts.
 #![allow(dead_code)]
 
+use std::sync::{Mutex, MutexGuard};
+
+/// libtpms is a process-wide singleton, so only one `Engine` may run at a
+/// time: every test of a binary that starts one holds this lock.
+static ENGINE_LOCK: Mutex<()> = Mutex::new(());
+
+/// Takes [`ENGINE_LOCK`], also after a test that held it panicked.
+pub fn engine_lock() -> MutexGuard<'static, ()> {
+    ENGINE_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// TPM_ST_NO_SESSIONS.
 pub const ST_NO_SESSIONS: u16 = 0x8001;
 /// TPM_ST_SESSIONS.
