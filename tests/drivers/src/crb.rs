@@ -11,7 +11,9 @@
 //! `memcpy_fromio` of 8 header bytes then the rest, goIdle, relinquish.
 //! All register accesses are 32-bit; buffer copies follow [`CopyMode`].
 
-use crate::{header_size, Bus, Driver, DriverError, DEFAULT_MAX_POLLS, TPM_HEADER_SIZE};
+use crate::{
+    check_request, header_size, Bus, Driver, DriverError, DEFAULT_MAX_POLLS, TPM_HEADER_SIZE,
+};
 
 const LOC_STATE: u64 = 0x00;
 const LOC_CTRL: u64 = 0x08;
@@ -358,15 +360,7 @@ impl Driver for LinuxCrb {
         locality: u8,
         command: &[u8],
     ) -> Result<Vec<u8>, DriverError> {
-        if locality > 4 {
-            return Err(DriverError::BadLocality(locality));
-        }
-        if command.len() < TPM_HEADER_SIZE || command.len() > self.buf_size {
-            return Err(DriverError::BadCommand {
-                len: command.len(),
-                max: self.buf_size,
-            });
-        }
+        check_request(locality, command, self.buf_size)?;
         let layout = match self.probed[usize::from(locality)] {
             Some(p) => p,
             None => self.probe(bus, locality)?,

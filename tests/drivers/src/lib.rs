@@ -30,6 +30,21 @@ pub use tis::{LinuxTis, TisProbe};
 /// Size of a TPM command or response header (tag, size, code).
 pub const TPM_HEADER_SIZE: usize = 10;
 
+/// Refuses what no driver sends: a locality beyond 4, or a command shorter
+/// than a header or larger than the interface's `max` bytes.
+pub(crate) fn check_request(locality: u8, command: &[u8], max: usize) -> Result<(), DriverError> {
+    if locality > 4 {
+        return Err(DriverError::BadLocality(locality));
+    }
+    if command.len() < TPM_HEADER_SIZE || command.len() > max {
+        return Err(DriverError::BadCommand {
+            len: command.len(),
+            max,
+        });
+    }
+    Ok(())
+}
+
 /// Default bound on every polling loop, in register reads.
 ///
 /// The register models complete synchronously, so a healthy model needs one

@@ -11,7 +11,9 @@
 //! FIFO bytes are 8-bit accesses, STS is read 8-bit for status and 32-bit for
 //! burstCount, exactly as the kernel does.
 
-use crate::{header_size, Bus, Driver, DriverError, DEFAULT_MAX_POLLS, TPM_HEADER_SIZE};
+use crate::{
+    check_request, header_size, Bus, Driver, DriverError, DEFAULT_MAX_POLLS, TPM_HEADER_SIZE,
+};
 
 const ACCESS: u64 = 0x00;
 const INT_ENABLE: u64 = 0x08;
@@ -357,15 +359,7 @@ impl Driver for LinuxTis {
         locality: u8,
         command: &[u8],
     ) -> Result<Vec<u8>, DriverError> {
-        if locality > 4 {
-            return Err(DriverError::BadLocality(locality));
-        }
-        if command.len() < TPM_HEADER_SIZE || command.len() > self.buf_size {
-            return Err(DriverError::BadCommand {
-                len: command.len(),
-                max: self.buf_size,
-            });
-        }
+        check_request(locality, command, self.buf_size)?;
         let loc = u64::from(locality) * 0x1000;
         self.request_locality(bus, loc)?;
         let result = self.transmit(bus, loc, command);
