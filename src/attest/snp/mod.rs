@@ -15,9 +15,13 @@
 //! - [`signature`]: the report's ECDSA P-384 signature;
 //! - [`secrets`]: the secrets page and its VMPCKs;
 //! - [`messenger`]: [`GuestMessenger`], sealing requests and opening
-//!   responses with one VMPCK.
+//!   responses with one VMPCK;
+//! - [`certs`]: the host's certificate table (ARK, ASK, VCEK);
+//! - [`evidence`]: [`SnpEvidence`], the key broker's evidence source.
 
+pub mod certs;
 pub mod error;
+pub mod evidence;
 pub mod header;
 pub mod messenger;
 pub mod payload;
@@ -25,7 +29,9 @@ pub mod report;
 pub mod secrets;
 pub mod signature;
 
+pub use certs::{parse_cert_table, CertEntry, CertKind, CertTableError};
 pub use error::{SnpError, TransportError};
+pub use evidence::{CertTableSource, EvidenceError, SnpEvidence};
 pub use header::{MsgHeader, MsgType};
 pub use messenger::{GuestMessenger, GuestRequestTransport};
 pub use payload::{parse_report_response, ReportRequest, ReportResponseHeader};
