@@ -96,12 +96,10 @@ impl<R: Region> Channel<R> {
                 Ok(()) => None,
                 // A host that wrote the right magic and says it is ready
                 // but speaks another layout will not change its mind.
-                Err(e @ (HostchanError::WrongVersion { .. }
-                | HostchanError::RegionLenMismatch { .. }))
-                    if header.host_ready == 1 =>
-                {
-                    return Err(e)
-                }
+                Err(
+                    e @ (HostchanError::WrongVersion { .. }
+                    | HostchanError::RegionLenMismatch { .. }),
+                ) if header.host_ready == 1 => return Err(e),
                 Err(HostchanError::BadMagic { found }) if found == [0; 8] => None,
                 Err(e) => Some(e),
             };

@@ -191,10 +191,7 @@ fn check_header(name: &str, value: &str) -> Result<(), CodecError> {
     if value.len() > MAX_VALUE {
         return Err(CodecError::ValueTooLong { len: value.len() });
     }
-    if name
-        .chars()
-        .any(|c| is_control(c) || c == ' ' || c == ':')
-    {
+    if name.chars().any(|c| is_control(c) || c == ' ' || c == ':') {
         return Err(CodecError::BadCharacter {
             field: "header name",
         });

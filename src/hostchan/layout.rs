@@ -49,9 +49,13 @@ pub const MAX_REGION_LEN: usize = 16 * 1024 * 1024;
 /// Region sizes are whole 4 KiB pages.
 pub const REGION_ALIGN: usize = 4096;
 
+// The header and the descriptors stay inside the first page and apart.
+const _: () = assert!(HEADER_LEN <= OFF_REQ);
+const _: () = assert!(OFF_REQ + DESC_LEN <= OFF_RESP && OFF_RESP + DESC_LEN <= PAYLOAD_BASE);
+
 /// Whether `len` is a region size this layout accepts.
 pub fn region_len_ok(len: usize) -> bool {
-    (MIN_REGION_LEN..=MAX_REGION_LEN).contains(&len) && len % REGION_ALIGN == 0
+    (MIN_REGION_LEN..=MAX_REGION_LEN).contains(&len) && len.is_multiple_of(REGION_ALIGN)
 }
 
 /// Size of each payload area for a region of `region_len` bytes:
@@ -242,8 +246,5 @@ mod tests {
         assert!(!region_len_ok(MIN_REGION_LEN - REGION_ALIGN));
         assert!(!region_len_ok(MAX_REGION_LEN + REGION_ALIGN));
         assert!(!region_len_ok(len + 1));
-        // Descriptors stay inside the first page and apart.
-        assert!(OFF_REQ + DESC_LEN <= OFF_RESP && OFF_RESP + DESC_LEN <= PAYLOAD_BASE);
-        assert!(HEADER_LEN <= OFF_REQ);
     }
 }

@@ -20,8 +20,11 @@
 //! - [`http`]: the HTTP message encoding;
 //! - [`client`]: [`Channel`], the guest end;
 //! - [`server`]: [`Server`], the host end;
-//! - [`error`]: [`HostchanError`].
+//! - [`adapters`]: the channel as a `SlotStore`, a KBS `Transport` and an
+//!   SNP `GuestRequestTransport`;
+//! - [`error`]: every failure, [`HostchanError`].
 
+pub mod adapters;
 pub mod client;
 pub mod error;
 pub mod http;
@@ -31,6 +34,7 @@ pub mod region;
 pub mod server;
 pub mod wire;
 
+pub use adapters::{ChannelGuestRequest, ChannelHttp, ChannelSlots};
 pub use client::{Channel, Response};
 pub use error::HostchanError;
 pub use layout::{MsgType, Status};

@@ -89,7 +89,10 @@ impl MemRegion {
     ///   `MemRegion`s (other processes or the other VM may write them in
     ///   any way).
     pub unsafe fn new(ptr: *mut u8, len: usize) -> Self {
-        debug_assert!(ptr as usize % 4 == 0, "MemRegion must be 4-byte aligned");
+        debug_assert!(
+            (ptr as usize).is_multiple_of(4),
+            "MemRegion must be 4-byte aligned"
+        );
         Self { ptr, len }
     }
 
@@ -114,7 +117,7 @@ impl MemRegion {
 
     fn word(&self, offset: usize) -> Option<&AtomicU32> {
         self.span(offset, 4)?;
-        if (self.ptr as usize).wrapping_add(offset) % 4 != 0 {
+        if !(self.ptr as usize).wrapping_add(offset).is_multiple_of(4) {
             return None;
         }
         // SAFETY: in bounds (checked above) and 4-aligned (checked above);
