@@ -11,9 +11,9 @@
 use std::fs;
 use std::path::Path;
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use p384::pkcs8::{DecodePrivateKey, EncodePrivateKey, EncodePublicKey};
 use rand_core::OsRng;
 use rsa::pss::SigningKey as PssSigningKey;
@@ -241,7 +241,14 @@ impl TestChain {
         let key_path = dir.join("vcek-key.pem");
         let key_pem = self.vcek_key.to_pkcs8_pem(LineEnding::LF)?;
         write_private(&key_path, key_pem.as_bytes())?;
+        fs::write(dir.join(CHIP_ID_FILE), hex(&self.chip()?.chip_id) + "\n")?;
         Ok(())
+    }
+
+    /// The certificate table a host returns with an extended guest
+    /// request for this chain (VCEK, ASK, ARK).
+    pub fn cert_table(&self) -> Result<Vec<u8>> {
+        crate::cert_table::cert_table(&self.ark, &self.ask, &self.vcek)
     }
 
     /// The chip identity the VCEK certifies (hwID, TCB, product name), so
@@ -256,22 +263,69 @@ impl TestChain {
         })
     }
 
-    /// Reads a chain written by [`TestChain::write`].
+    /// Reads a chain written by [`TestChain::write`]: each certificate from
+    /// its `.der` file, or its `.pem` file when there is no `.der`; the VCEK
+    /// key from `vcek-key.pem`. The certificates must form a chain the
+    /// VCEK key belongs to, and `chip-id.hex`, when present, must be the
+    /// VCEK's hwID.
     pub fn load(dir: &Path) -> Result<TestChain> {
         let read = |name: &str| {
             fs::read(dir.join(name))
                 .with_context(|| format!("reading {}", dir.join(name).display()))
         };
+        use svtpm_snp_verify::{Cert, Role};
+        let cert = |role: Role, name: &str| -> Result<Cert> {
+            let der = dir.join(format!("{name}.der"));
+            let path = if der.exists() {
+                der
+            } else {
+                dir.join(format!("{name}.pem"))
+            };
+            Cert::from_file(role, &path).map_err(|e| anyhow!("{}: {e}", path.display()))
+        };
+        let (ark, ask, vcek) = (
+            cert(Role::Ark, "ark")?,
+            cert(Role::Ask, "ask")?,
+            cert(Role::Vcek, "vcek")?,
+        );
         let key_pem = String::from_utf8(read("vcek-key.pem")?)
             .map_err(|_| anyhow!("vcek-key.pem is not text"))?;
-        Ok(TestChain {
-            ark: read("ark.der")?,
-            ask: read("ask.der")?,
-            vcek: read("vcek.der")?,
-            vcek_key: p384::ecdsa::SigningKey::from_pkcs8_pem(&key_pem)
-                .map_err(|e| anyhow!("vcek-key.pem: {e}"))?,
-        })
+        let vcek_key = p384::ecdsa::SigningKey::from_pkcs8_pem(&key_pem)
+            .map_err(|e| anyhow!("vcek-key.pem: {e}"))?;
+        let anchor = svtpm_snp_verify::TrustAnchor::new(ark.clone())
+            .map_err(|e| anyhow!("{}: ark: {e}", dir.display()))?;
+        let certified = svtpm_snp_verify::verify_chain(&anchor, &ask, &vcek, SystemTime::now())
+            .map_err(|e| anyhow!("{}: the chain does not verify: {e}", dir.display()))?;
+        if certified.key() != vcek_key.verifying_key() {
+            bail!(
+                "{}: vcek-key.pem is not the key vcek's certificate holds",
+                dir.display()
+            );
+        }
+        let chain = TestChain {
+            ark: ark.der().to_vec(),
+            ask: ask.der().to_vec(),
+            vcek: vcek.der().to_vec(),
+            vcek_key,
+        };
+        let chip_file = dir.join(CHIP_ID_FILE);
+        if chip_file.exists() {
+            let text = fs::read_to_string(&chip_file)
+                .with_context(|| format!("reading {}", chip_file.display()))?;
+            if text.trim() != hex(&chain.chip()?.chip_id) {
+                bail!("{} does not match the VCEK's hwID", chip_file.display());
+            }
+        }
+        Ok(chain)
     }
+}
+
+/// The file holding the chip ID (128 hex digits), for people and scripts;
+/// the VCEK's hwID is authoritative.
+pub const CHIP_ID_FILE: &str = "chip-id.hex";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -3,6 +3,9 @@
 //!
 //! - [`secrets`]: a secrets page image with fresh VMPCKs;
 //! - [`chain`]: a generated ARK -> ASK -> VCEK chain shaped like AMD's;
+//! - [`cert_table`]: the certificate table a host returns with an
+//!   extended guest request;
+//! - [`measure`]: the SNP launch digest of the svtpm image;
 //! - [`config`]: what the simulated platform reports (measurement,
 //!   policy, chip ID, TCB, ...);
 //! - [`psp`]: [`Psp`], which answers encrypted MSG_REPORT_REQ messages as
@@ -16,11 +19,14 @@
 //! party SEV-SNP protects against; a report it signs proves nothing about
 //! a real machine, and no key broker may trust its ARK in production.
 
+pub mod cert_table;
 pub mod chain;
 pub mod config;
+pub mod measure;
 pub mod psp;
 pub mod secrets;
 
 pub use chain::TestChain;
 pub use config::{ChipIdentity, PspConfig};
+pub use measure::launch_digest;
 pub use psp::{Psp, PspError};

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use svtpm_psp_sim::measure;
 use svtpm_psp_sim::secrets::{self, SvsmFields};
 use svtpm_psp_sim::{ChipIdentity, TestChain};
 
@@ -44,6 +45,15 @@ enum Command {
         /// SVSM_GUEST_VMPL.
         #[arg(long, default_value_t = 2)]
         guest_vmpl: u8,
+    },
+    /// Print the SEV-SNP launch digest (96 hex digits) of the svtpm image
+    /// as the simulated launch computes it: the ELF's PT_LOAD pages at
+    /// their physical addresses, then the secrets page. The proxy's
+    /// simulated PSP reports this value for the same image.
+    Measure {
+        /// The image ELF.
+        #[arg(long)]
+        image: PathBuf,
     },
 }
 
@@ -90,6 +100,13 @@ fn main() -> Result<()> {
                 .open(&out)
                 .and_then(|mut f| f.write_all(secrets::image(&page)))
                 .with_context(|| format!("writing {}", out.display()))?;
+        }
+        Command::Measure { image } => {
+            let elf =
+                std::fs::read(&image).with_context(|| format!("reading {}", image.display()))?;
+            let digest = measure::launch_digest(&elf)
+                .with_context(|| format!("measuring {}", image.display()))?;
+            println!("{}", measure::to_hex(&digest));
         }
     }
     Ok(())

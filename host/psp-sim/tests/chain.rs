@@ -443,3 +443,98 @@ fn pss_parameters_are_enforced() {
     );
     ask.check_signed_by(anchor.ark(), &key).unwrap();
 }
+
+#[test]
+fn the_cert_table_is_the_one_the_sev_crate_builds_and_parses() {
+    use sev::firmware::host::{CertTableEntry, CertType};
+    let f = first();
+    let ours = f.chain.cert_table().unwrap();
+    let theirs = CertTableEntry::cert_table_to_vec_bytes(&[
+        CertTableEntry::new(CertType::VCEK, f.chain.vcek.clone()),
+        CertTableEntry::new(CertType::ASK, f.chain.ask.clone()),
+        CertTableEntry::new(CertType::ARK, f.chain.ark.clone()),
+    ])
+    .unwrap();
+    assert_eq!(ours, theirs);
+    let mut bytes = ours.clone();
+    let parsed = CertTableEntry::vec_bytes_to_cert_table(&mut bytes).unwrap();
+    let kinds: Vec<_> = parsed.iter().map(|e| e.cert_type.clone()).collect();
+    assert_eq!(kinds, [CertType::VCEK, CertType::ASK, CertType::ARK]);
+    assert_eq!(parsed[0].data(), &f.chain.vcek[..]);
+    assert_eq!(parsed[2].data(), &f.chain.ark[..]);
+    // And our own reader agrees.
+    let entries = svtpm_psp_sim::cert_table::parse(&ours).unwrap();
+    assert_eq!(
+        entries[1],
+        (svtpm_psp_sim::cert_table::ASK_GUID, f.chain.ask.clone())
+    );
+}
+
+#[test]
+fn load_reads_pem_only_chains_and_refuses_mismatched_files() {
+    let (f, g) = (first(), second());
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    f.chain.write(d).unwrap();
+    let chip_text = std::fs::read_to_string(d.join("chip-id.hex")).unwrap();
+    assert_eq!(chip_text.trim().len(), 128);
+    for name in ["ark.der", "ask.der", "vcek.der"] {
+        std::fs::remove_file(d.join(name)).unwrap();
+    }
+    let loaded = TestChain::load(d).unwrap();
+    assert_eq!(
+        (&loaded.ark, &loaded.ask, &loaded.vcek),
+        (&f.chain.ark, &f.chain.ask, &f.chain.vcek)
+    );
+    assert_eq!(loaded.chip().unwrap(), f.chip);
+
+    let err = |d: &std::path::Path| format!("{:#}", TestChain::load(d).unwrap_err());
+    // Another chip ID than the VCEK's.
+    std::fs::write(d.join("chip-id.hex"), "00".repeat(64)).unwrap();
+    assert!(err(d).contains("hwID"), "{}", err(d));
+    std::fs::write(d.join("chip-id.hex"), &chip_text).unwrap();
+    // Another chain's signing key.
+    let other = tempfile::tempdir().unwrap();
+    g.chain.write(other.path()).unwrap();
+    std::fs::copy(other.path().join("vcek-key.pem"), d.join("vcek-key.pem")).unwrap();
+    assert!(err(d).contains("vcek-key.pem"), "{}", err(d));
+    f.chain.write(d).unwrap();
+    // Another chain's ARK.
+    std::fs::copy(other.path().join("ark.der"), d.join("ark.der")).unwrap();
+    assert!(err(d).contains("does not verify"), "{}", err(d));
+    // A missing file is named.
+    std::fs::remove_file(d.join("vcek-key.pem")).unwrap();
+    assert!(err(d).contains("vcek-key.pem"), "{}", err(d));
+}
+
+#[test]
+fn cli_measure_prints_the_launch_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    // The test binary itself is an ELF with PT_LOAD segments.
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_svtpm-psp-sim"))
+        .args(["measure", "--image"])
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let expected = svtpm_psp_sim::measure::to_hex(
+        &svtpm_psp_sim::launch_digest(&std::fs::read(&exe).unwrap()).unwrap(),
+    );
+    assert_eq!(text.trim(), expected);
+    assert_eq!(expected.len(), 96);
+    let bad = dir.path().join("not-elf");
+    std::fs::write(&bad, b"text").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_svtpm-psp-sim"))
+        .args(["measure", "--image"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an ELF"));
+}
