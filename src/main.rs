@@ -368,7 +368,12 @@ mod image {
                     log::info!("no guest firmware (fw_cfg opt/svtpm/ovmf): engine self-test only");
                 }
                 Err(e) => {
-                    log::error!("cannot run the guest: {e}");
+                    log::error!("FATAL: {e}");
+                    if matches!(e, svtpm::platform::svm::LaunchError::Sealed(_)) {
+                        log::error!("the guest was not started; the vTPM state was not changed");
+                    } else {
+                        log::error!("the guest was not started");
+                    }
                     power::exit(false)
                 }
             }

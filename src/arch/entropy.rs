@@ -64,3 +64,18 @@ pub fn fill(buf: &mut [u8]) -> bool {
     }
     true
 }
+
+/// The CPU's generator as the sealed state's and the key broker client's
+/// [`EntropySource`](crate::nvstate::EntropySource).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct HwEntropy;
+
+impl crate::nvstate::EntropySource for HwEntropy {
+    fn fill(&mut self, dest: &mut [u8]) -> Result<(), crate::nvstate::EntropyError> {
+        if fill(dest) {
+            Ok(())
+        } else {
+            Err(crate::nvstate::EntropyError)
+        }
+    }
+}

@@ -68,3 +68,37 @@ pub fn init(end: u64) -> Result<(), PagingError> {
     unsafe { Cr3::write(PhysFrame::containing_address(pml4_pa), Cr3Flags::empty()) };
     Ok(())
 }
+
+/// Makes the 2 MiB pages covering `range` non-executable (where the CPU
+/// has NX), for memory the host can write, such as the host channel. The
+/// pages must not reach into `keep` (the image, whose code must stay
+/// executable); returns whether the pages were changed.
+pub fn forbid_execute(range: &core::ops::Range<u64>, keep: &core::ops::Range<u64>) -> bool {
+    const PAGE: u64 = 2 << 20;
+    if !super::cpu::nx_enabled() || range.is_empty() {
+        return false;
+    }
+    let first = range.start & !(PAGE - 1);
+    let end = range.end.div_ceil(PAGE) * PAGE;
+    if first < keep.end && keep.start < end {
+        return false;
+    }
+    let mut guard = TABLES.lock();
+    let t = &mut *guard;
+    let mut page = first;
+    while page < end {
+        let (g, i) = ((page / GIB) as usize, ((page % GIB) >> 21) as usize);
+        let Some(pd) = t.pd.get_mut(g) else {
+            return false;
+        };
+        let e = &mut pd[i];
+        if e.is_unused() {
+            return false;
+        }
+        let flags = e.flags() | F::NO_EXECUTE;
+        e.set_flags(flags);
+        x86_64::instructions::tlb::flush(x86_64::VirtAddr::new(page));
+        page += PAGE;
+    }
+    true
+}

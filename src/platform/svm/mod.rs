@@ -13,6 +13,7 @@
 //! guard), [`tpm`] (the device and its exit accounting). Hardware parts exist only in the image.
 
 pub mod bitmaps;
+pub mod bootcfg;
 pub mod cpuid;
 pub mod insn;
 pub mod ioio;
@@ -27,6 +28,8 @@ pub mod vmcb;
 mod guest;
 #[cfg(all(target_os = "none", not(svtpm_linux_user)))]
 pub mod hw;
+#[cfg(all(target_os = "none", not(svtpm_linux_user)))]
+pub mod sealed;
 #[cfg(all(target_os = "none", not(svtpm_linux_user)))]
 mod vm;
 #[cfg(all(target_os = "none", not(svtpm_linux_user)))]
@@ -60,6 +63,11 @@ pub enum LaunchError {
     Svm(hw::SvmError),
     /// The TPM engine did not start.
     Engine(crate::engine::EngineError),
+    /// The command line asks for something impossible.
+    Config(bootcfg::BootConfigError),
+    /// The sealed state could not be opened (attestation, key, state).
+    #[cfg(all(target_os = "none", not(svtpm_linux_user)))]
+    Sealed(sealed::SealedError),
 }
 
 impl fmt::Display for LaunchError {
@@ -77,6 +85,9 @@ impl fmt::Display for LaunchError {
             #[cfg(all(target_os = "none", not(svtpm_linux_user)))]
             Self::Svm(e) => write!(f, "SVM: {e:?}"),
             Self::Engine(e) => write!(f, "TPM engine: {e}"),
+            Self::Config(e) => write!(f, "configuration: {e}"),
+            #[cfg(all(target_os = "none", not(svtpm_linux_user)))]
+            Self::Sealed(e) => write!(f, "{e}"),
         }
     }
 }

@@ -9,6 +9,7 @@ use core::convert::Infallible;
 use x86_64::instructions::port::Port;
 
 use super::bitmaps::{Iopm, MsrAccess, Msrpm};
+use super::bootcfg::{BootConfig, StateMode};
 use super::cpuid::{self, Regs};
 use super::guest::GuestRam;
 use super::hw::{GuestFpu, Svm};
@@ -25,7 +26,7 @@ use crate::arch::cpu::{self, cpuid};
 use crate::arch::fwcfg::{self, DmaAccess, DMA_ERROR, PORT_DMA, PORT_DMA_LEN};
 use crate::arch::fwcfg_io::FwCfg;
 use crate::arch::{clock, image_range, power, Boot};
-use crate::engine::{Engine, MemStorage};
+use crate::engine::{Engine, MemStorage, NvStorage};
 use crate::mmio::regs::{RCX, RDX};
 use crate::mmio::{
     fetch_instruction, handle_mmio_exit, CodeSize, Emulator, MmioBus, MmioError, MmioWindow, Paging,
@@ -107,6 +108,7 @@ fn load_firmware() -> Result<u64, LaunchError> {
 
 /// Starts the guest firmware as an SVM guest and serves it forever.
 pub fn launch(boot: &Boot) -> Result<Infallible, LaunchError> {
+    let cfg = BootConfig::parse(&boot.info.cmdline).map_err(LaunchError::Config)?;
     let size = load_firmware()?;
     let (private, flash) = image_range();
     let svm = Svm::enable().map_err(LaunchError::Svm)?;
@@ -136,12 +138,31 @@ pub fn launch(boot: &Boot) -> Result<Infallible, LaunchError> {
         if svm.huge_1g { "1 GiB" } else { "2 MiB" }
     );
 
+    let storage: Box<dyn NvStorage + Send> = match cfg.state {
+        StateMode::Ephemeral => {
+            log::warn!(
+                "svtpm.state=ephemeral: the TPM's state lives in memory only and is lost at power-off; no attestation"
+            );
+            Box::new(MemStorage::new())
+        }
+        StateMode::Sealed => {
+            let fw = FwCfg::probe().map_err(LaunchError::FwCfg)?;
+            super::sealed::open(&cfg, &fw, &layout.hidden(), &(private.start..flash.end))
+                .map_err(LaunchError::Sealed)?
+        }
+    };
+
     let interface = Interface::from_cmdline(&boot.info.cmdline);
-    let mut engine = Engine::builder(Box::new(MemStorage::new()));
+    let t_engine = clock::now_ns();
+    let mut engine = Engine::builder(storage);
     if let Some(bytes) = interface.engine_buffer_size() {
         engine = engine.buffer_size(bytes);
     }
     let engine = engine.start().map_err(LaunchError::Engine)?;
+    log::info!(
+        "boot-time phase=engine ms={}",
+        clock::now_ns().saturating_sub(t_engine) / 1_000_000
+    );
     log::info!("TPM engine started; the guest sees it through {interface:?}");
 
     let mut iopm = Iopm::new();
@@ -191,6 +212,10 @@ pub fn launch(boot: &Boot) -> Result<Infallible, LaunchError> {
         counts: Counts::default(),
     };
     log::info!("starting the guest at its reset vector");
+    log::info!(
+        "boot-time guest-start at_ms={}",
+        clock::now_ns() / 1_000_000
+    );
     vm.run()
 }
 
