@@ -296,6 +296,12 @@ impl<R: Region> Channel<R> {
         Ok(status)
     }
 
+    /// Makes the next request use `next_seq(seq)` (tests of the wrap).
+    #[cfg(test)]
+    pub(crate) fn set_last_seq(&mut self, seq: u32) {
+        self.seq = seq;
+    }
+
     /// The region (for diagnostics and tests).
     pub fn region(&self) -> &R {
         &self.region

@@ -40,3 +40,6 @@ pub use error::HostchanError;
 pub use layout::{MsgType, Status};
 pub use region::{MemRegion, Region};
 pub use server::{Request, Server};
+
+#[cfg(test)]
+mod tests;

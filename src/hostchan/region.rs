@@ -160,18 +160,25 @@ impl Region for MemRegion {
     }
 }
 
-/// Test support: two regions over one leaked heap buffer, as the guest and
-/// the host see one shared page.
+/// Test support: `N` regions over one leaked, zeroed heap buffer, as the
+/// guest and the host (or several host processes) see one shared page.
 #[cfg(test)]
-pub(crate) fn shared_pair(len: usize) -> (MemRegion, MemRegion) {
+pub(crate) fn shared_views<const N: usize>(len: usize) -> [MemRegion; N] {
     let words = alloc::vec![0u64; len.div_ceil(8)];
     let ptr = alloc::boxed::Box::leak(words.into_boxed_slice())
         .as_mut_ptr()
         .cast::<u8>();
     // SAFETY: the leaked buffer lives forever, is 8-aligned and at least
     // `len` bytes; the reference from `leak` is not used again, so only
-    // the two MemRegions access it.
-    unsafe { (MemRegion::new(ptr, len), MemRegion::new(ptr, len)) }
+    // these MemRegions access it.
+    core::array::from_fn(|_| unsafe { MemRegion::new(ptr, len) })
+}
+
+/// Test support: the guest's and the host's view of one shared buffer.
+#[cfg(test)]
+pub(crate) fn shared_pair(len: usize) -> (MemRegion, MemRegion) {
+    let [a, b] = shared_views(len);
+    (a, b)
 }
 
 #[cfg(test)]

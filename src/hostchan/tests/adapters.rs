@@ -1,0 +1,1 @@
+//! The adapters against hosts: later.
