@@ -58,6 +58,9 @@ pub struct Host {
     pub snp_fw_error: u64,
     /// Returned with every SNP response.
     pub certs: Vec<u8>,
+    /// Builds the SNP response page from the request message (default:
+    /// every byte + 1).
+    pub firmware: Option<fn(&[u8]) -> Vec<u8>>,
     /// Requests handled.
     pub handled: Vec<(u32, u16, u64)>,
 }
@@ -126,7 +129,10 @@ impl Host {
             MsgType::SnpGuestRequest => match messages::decode_snp_request(&req.payload) {
                 // The "firmware" echoes the request with every byte + 1.
                 Ok(msg) => {
-                    let page: Vec<u8> = msg.iter().map(|b| b.wrapping_add(1)).collect();
+                    let page: Vec<u8> = match self.firmware {
+                        Some(f) => f(msg),
+                        None => msg.iter().map(|b| b.wrapping_add(1)).collect(),
+                    };
                     (
                         Status::Ok,
                         SnpReply::encode(self.snp_fw_error, &page, &self.certs),
@@ -277,12 +283,26 @@ impl Region for Scripted {
 /// A guest channel over a [`Scripted`] host, and the handles to script it.
 pub struct Rig {
     pub chan: Channel<Scripted>,
+    pub ctl: Ctl,
+}
+
+/// The handles that script a [`Scripted`] host (usable after the channel
+/// was moved into an adapter's mutex).
+pub struct Ctl {
+    pub server: Rc<RefCell<Server<MemRegion>>>,
     pub host: Rc<RefCell<Host>>,
     ring: Rc<RefCell<Hook>>,
     seen: Rc<RefCell<Option<Hook>>>,
     pub rings: Rc<Cell<u32>>,
     pub desc_reads: Rc<Cell<u32>>,
     pub payload_reads: Rc<Cell<u32>>,
+}
+
+impl std::ops::Deref for Rig {
+    type Target = Ctl;
+    fn deref(&self) -> &Ctl {
+        &self.ctl
+    }
 }
 
 /// The parts of a response, as a well-behaved host would write them, for
@@ -342,6 +362,7 @@ impl Rig {
 
     pub fn with_seed(seed: u64) -> Rig {
         let (region, host) = scripted_parts(LEN, true);
+        let server = region.server.clone();
         let ring = region.ring.clone();
         let seen = region.seen.clone();
         let (rings, desc_reads, payload_reads) = (
@@ -352,15 +373,20 @@ impl Rig {
         let chan = Channel::attach(region, fake_clock, seed, 1_000_000_000).unwrap();
         Rig {
             chan,
-            host,
-            ring,
-            seen,
-            rings,
-            desc_reads,
-            payload_reads,
+            ctl: Ctl {
+                server,
+                host,
+                ring,
+                seen,
+                rings,
+                desc_reads,
+                payload_reads,
+            },
         }
     }
+}
 
+impl Ctl {
     /// Replaces what the host does on each ring.
     pub fn on_ring(&self, hook: impl FnMut(&mut Server<MemRegion>) + 'static) {
         *self.ring.borrow_mut() = Box::new(hook);
