@@ -50,6 +50,9 @@ pub fn real_clock() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_nanos() as u64
 }
 
+/// Builds an SNP response page from a request message.
+pub type Firmware = fn(&[u8]) -> Vec<u8>;
+
 /// What the reference host does with requests.
 #[derive(Debug, Default)]
 pub struct Host {
@@ -60,7 +63,7 @@ pub struct Host {
     pub certs: Vec<u8>,
     /// Builds the SNP response page from the request message (default:
     /// every byte + 1).
-    pub firmware: Option<fn(&[u8]) -> Vec<u8>>,
+    pub firmware: Option<Firmware>,
     /// Requests handled.
     pub handled: Vec<(u32, u16, u64)>,
 }
