@@ -8,7 +8,12 @@
 #
 # Lines starting with "svtpm-check:" are information only. Run by /init of
 # the svtpm guest initramfs (busybox sh); `cargo xtask run` and
-# `cargo xtask test` parse the SVTPM-CHECK lines (docs/guest.md).
+# `cargo xtask test` parse the SVTPM-CHECK lines (docs/guest.md), and the
+# persistence section's
+#
+#   SVTPM-PERSIST wrote|read <hex> ek=<sha256 of the EK public area>
+#
+# which the attested boots compare across boots of the same vTPM.
 
 export TPM2TOOLS_TCTI=device:/dev/tpmrm0
 W=/tmp/svtpm-check
@@ -205,13 +210,69 @@ else
     bad seal-unseal "a tpm2-tools step failed (see above)"
 fi
 
+# Settings from the kernel command line or an SMBIOS OEM string (type 11,
+# QEMU `-smbios type=11,value=svtpm.<name>=<value>`, which keeps the boot
+# medium unchanged): one "name=value" per line, the command line last.
+guest_settings() {
+    for f in /sys/firmware/dmi/entries/11-*/raw; do
+        [ -r "$f" ] && tr '\000' '\n' <"$f"
+    done
+    tr ' ' '\n' </proc/cmdline
+}
+
+# --- persistence -------------------------------------------------------------
+# An NV index that outlives the boot when the TPM's state does: on a TPM
+# that does not have it yet, define it and write random bytes; on one that
+# has it, read it back. Either way print the value and the hash of the EK's
+# public area (both stay the same across boots of the same TPM). With
+# `svtpm.persist=rewrite` a read is followed by a new write, so the TPM's
+# state changes in this boot too.
+NV_INDEX=0x01500016
+NV_SIZE=32
+persist_mode=$(guest_settings 2>/dev/null | grep -o 'svtpm\.persist=[a-z]*' | tail -n 1 | cut -d= -f2)
+hexdump_file() {
+    od -An -tx1 -v "$1" | tr -d ' \n'
+}
+# persist_write: new random bytes into the index (defined already).
+persist_write() {
+    dd if=/dev/urandom of="$W/nv-new" bs="$NV_SIZE" count=1 2>/dev/null &&
+        step nvwrite tpm2_nvwrite "$NV_INDEX" -C o -i "$W/nv-new" &&
+        step nvread tpm2_nvread "$NV_INDEX" -C o -s "$NV_SIZE" -o "$W/nv-back" &&
+        cmp -s "$W/nv-new" "$W/nv-back"
+}
+if step createek tpm2_createek -G ecc -c "$W/ek.ctx" -u "$W/ek.pub"; then
+    ek=$(sha256sum "$W/ek.pub" | cut -d' ' -f1)
+    if tpm2_nvreadpublic "$NV_INDEX" >"$W/out" 2>"$W/err"; then
+        if step nvread tpm2_nvread "$NV_INDEX" -C o -s "$NV_SIZE" -o "$W/nv-old"; then
+            value=$(hexdump_file "$W/nv-old")
+            echo "SVTPM-PERSIST read $value ek=$ek"
+            if [ "$persist_mode" != rewrite ]; then
+                ok persist "read $NV_SIZE bytes back from NV $NV_INDEX"
+            elif persist_write; then
+                echo "SVTPM-PERSIST wrote $(hexdump_file "$W/nv-new") ek=$ek"
+                ok persist "read $NV_SIZE bytes back from NV $NV_INDEX, then wrote new ones"
+            else
+                bad persist "could not rewrite NV $NV_INDEX"
+            fi
+        else
+            bad persist "NV $NV_INDEX is defined but cannot be read"
+        fi
+    elif step nvdefine tpm2_nvdefine "$NV_INDEX" -C o -s "$NV_SIZE" -a "ownerread|ownerwrite" &&
+        persist_write; then
+        echo "SVTPM-PERSIST wrote $(hexdump_file "$W/nv-new") ek=$ek"
+        ok persist "defined NV $NV_INDEX and wrote $NV_SIZE bytes"
+    else
+        bad persist "could not define and write NV $NV_INDEX"
+    fi
+else
+    bad persist "tpm2_createek failed"
+fi
+
 echo "SVTPM-CHECK done pass=$pass fail=$fail"
 
 # --- opt-in benchmark ------------------------------------------------------
-# `svtpm.bench=<N>` on the kernel command line or in an SMBIOS OEM string
-# (type 11, QEMU `-smbios type=11,value=svtpm.bench=<N>`, which keeps the
-# boot medium unchanged) times N PCR extends of the debug PCR, after the
-# checks so their timing is unaffected:
+# `svtpm.bench=<N>` (a guest setting, see guest_settings) times N PCR
+# extends of the debug PCR, after the checks so their timing is unaffected:
 #
 #   SVTPM-BENCH begin <name>             the loop starts (no TPM command
 #   SVTPM-BENCH end <name>               of another loop lies in between)
@@ -224,13 +285,7 @@ echo "SVTPM-CHECK done pass=$pass fail=$fail"
 # two `dd`s on a file (what raw-extend costs without the TPM). The clock is the
 # kernel's monotonic clock in ns (/proc/timer_list, root only), else the
 # wall clock in us (busybox adjtimex): busybox `date` has no %N.
-bench_setting() {
-    for f in /sys/firmware/dmi/entries/11-*/raw; do
-        [ -r "$f" ] && tr '\000' '\n' <"$f"
-    done
-    tr ' ' '\n' </proc/cmdline
-}
-bench_n=$(bench_setting 2>/dev/null | grep -o 'svtpm\.bench=[0-9]*' | tail -n 1 | cut -d= -f2)
+bench_n=$(guest_settings 2>/dev/null | grep -o 'svtpm\.bench=[0-9]*' | tail -n 1 | cut -d= -f2)
 now_us() {
     if [ -r /proc/timer_list ]; then
         awk '/^now at/ { printf "%.0f\n", $3 / 1000; exit }' /proc/timer_list

@@ -1,11 +1,13 @@
 //! `cargo xtask bench`: builds svtpm-bench in release mode and runs it, then
 //! the guest benchmark ([`crate::guestbench`]): OVMF + Linux booted with the
-//! svtpm image and with the swtpm baseline, TIS and CRB.
+//! svtpm image and with the swtpm baseline, TIS and CRB; then the attested
+//! boot's phases up to the guest's start ([`crate::bootbench`]).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
+use crate::bootbench;
 use crate::elf;
 use crate::guest;
 use crate::guestbench;
@@ -36,6 +38,14 @@ pub struct BenchArgs {
     /// Iterations of each loop in the guest benchmark.
     #[arg(long, value_name = "N", default_value_t = guestbench::DEFAULT_ITERATIONS)]
     pub guest_iterations: u32,
+    /// Skip the boot benchmark (the attested boot's phases; 1 + 2N boots
+    /// to OVMF's shell).
+    #[arg(long)]
+    pub no_boot: bool,
+    /// Boots of each kind (attested, in-memory) in the boot benchmark.
+    #[arg(long, value_name = "N", default_value_t = bootbench::DEFAULT_RUNS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub boot_runs: u32,
 }
 
 /// Runs svtpm-bench (forwarding `--json` and `--iterations`) and the guest
@@ -114,6 +124,25 @@ fn guest_bench(ws: &Workspace, args: &BenchArgs, s: &mut Steps) -> Result<()> {
             )?;
             println!("\n{}", guestbench::table(&runs, args.guest_iterations));
             guestbench::check(&runs)?;
+            Ok(Outcome::Done)
+        },
+    )?;
+    s.run(
+        &format!(
+            "boot benchmark (attested boot phases: 1 provisioning + {n} attested + {n} \
+             in-memory boots)",
+            n = args.boot_runs
+        ),
+        || {
+            if args.no_boot {
+                return Ok(Outcome::Skipped("--no-boot".into()));
+            }
+            let image = match &image {
+                Ok(p) => p,
+                Err(why) => return Ok(Outcome::Skipped(why.clone())),
+            };
+            let boots = bootbench::run(ws, image, args.boot_runs)?;
+            println!("\n{}", bootbench::table(&boots));
             Ok(Outcome::Done)
         },
     )

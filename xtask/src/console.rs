@@ -9,6 +9,8 @@
 //! - `SVTPM-BENCH begin|end <loop>` and `SVTPM-BENCH <loop> n=<N> ok=<K>
 //!   min_us=.. median_us=.. mean_us=.. max_us=..`: the script's opt-in
 //!   benchmark (`svtpm.bench=<N>`)
+//! - `SVTPM-PERSIST wrote|read <hex> ek=<sha256>`: the script's persistence
+//!   section, the value of its NV index and the hash of the EK's public area
 //!
 //! A kernel message can land in the middle of a console line, so the markers
 //! are found anywhere in a line, not only at its start.
@@ -18,6 +20,7 @@ use anyhow::{bail, Result};
 const CHECK: &str = "SVTPM-CHECK ";
 const BOOT: &str = "SVTPM-BOOT ";
 const BENCH: &str = "SVTPM-BENCH ";
+const PERSIST: &str = "SVTPM-PERSIST ";
 
 /// One check the guest script reported.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +53,17 @@ pub struct BenchLoop {
     pub max_us: u64,
 }
 
+/// What the persistence section did with its NV index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Persist {
+    /// `wrote` (a new value) or `read` (the value a previous boot left).
+    pub wrote: bool,
+    /// The index's bytes, lower-case hex.
+    pub value: String,
+    /// SHA-256 of the EK's public area, lower-case hex.
+    pub ek: String,
+}
+
 /// What one console line means to xtask.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
@@ -78,6 +92,8 @@ pub enum Event {
     },
     /// A benchmark loop's result.
     Bench(BenchLoop),
+    /// The persistence section's NV value and EK.
+    Persist(Persist),
 }
 
 /// Printable text of a raw console line: escape sequences, carriage returns
@@ -141,6 +157,9 @@ pub fn parse(line: &str) -> Option<Event> {
     if let Some(at) = line.find(BENCH) {
         return parse_bench(&line[at + BENCH.len()..]);
     }
+    if let Some(at) = line.find(PERSIST) {
+        return parse_persist(&line[at + PERSIST.len()..]);
+    }
     if let Some(at) = line.find(BOOT) {
         let mut words = line[at + BOOT.len()..].split_whitespace();
         let milestone = words.next()?.to_string();
@@ -182,6 +201,24 @@ fn parse_bench(rest: &str) -> Option<Event> {
     }))
 }
 
+fn parse_persist(rest: &str) -> Option<Event> {
+    let hex = |s: &str, lens: std::ops::RangeInclusive<usize>| {
+        (lens.contains(&s.len())
+            && s.len().is_multiple_of(2)
+            && s.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| s.to_ascii_lowercase())
+    };
+    let mut words = rest.split_whitespace();
+    let wrote = match words.next()? {
+        "wrote" => true,
+        "read" => false,
+        _ => return None,
+    };
+    let value = hex(words.next()?, 2..=128)?;
+    let ek = hex(words.next()?.strip_prefix("ek=")?, 64..=64)?;
+    Some(Event::Persist(Persist { wrote, value, ek }))
+}
+
 fn field(word: &str, key: &str) -> Option<u32> {
     word.strip_prefix(key)?.parse().ok()
 }
@@ -199,6 +236,8 @@ pub struct Summary {
     pub poweroff_uptime: Option<f64>,
     /// The benchmark loops' results, in order.
     pub bench: Vec<BenchLoop>,
+    /// The persistence section's lines, in order.
+    pub persist: Vec<Persist>,
 }
 
 impl Summary {
@@ -213,6 +252,7 @@ impl Summary {
                 _ => {}
             },
             Event::Bench(b) => self.bench.push(b.clone()),
+            Event::Persist(p) => self.persist.push(p.clone()),
             Event::BenchMark { .. } => {}
         }
     }
@@ -370,6 +410,39 @@ mod tests {
             None
         );
         assert_eq!(parse("SVTPM-BENCH begin"), None);
+    }
+
+    #[test]
+    fn persist_lines_parse() {
+        let ek = "ab".repeat(32);
+        assert_eq!(
+            parse(&format!("SVTPM-PERSIST wrote 00FF10 ek={ek}")),
+            Some(Event::Persist(Persist {
+                wrote: true,
+                value: "00ff10".into(),
+                ek: ek.clone()
+            }))
+        );
+        assert_eq!(
+            parse(&format!("[ 7.2] xSVTPM-PERSIST read 0a0b ek={ek}")),
+            Some(Event::Persist(Persist {
+                wrote: false,
+                value: "0a0b".into(),
+                ek: ek.clone()
+            }))
+        );
+        // Odd or non-hex values, a short EK, an unknown verb: no event.
+        for bad in [
+            format!("SVTPM-PERSIST wrote 0a0 ek={ek}"),
+            format!("SVTPM-PERSIST wrote zz ek={ek}"),
+            "SVTPM-PERSIST wrote 0a0b ek=abcd".to_string(),
+            format!("SVTPM-PERSIST kept 0a0b ek={ek}"),
+            "SVTPM-PERSIST wrote 0a0b".to_string(),
+        ] {
+            assert_eq!(parse(&bad), None, "{bad}");
+        }
+        let s = summary(&[&format!("SVTPM-PERSIST read 0a0b ek={ek}")]);
+        assert_eq!(s.persist.len(), 1);
     }
 
     const GOOD: &[&str] = &[

@@ -73,7 +73,7 @@ pub fn build_image(ws: &Workspace) -> Result<PathBuf> {
 }
 
 /// The `executable` of the compiler-artifact message of binary `bin`.
-fn executable_from_messages(messages: &str, bin: &str) -> Option<PathBuf> {
+pub fn executable_from_messages(messages: &str, bin: &str) -> Option<PathBuf> {
     messages
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())

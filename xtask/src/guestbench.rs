@@ -240,12 +240,14 @@ pub fn run_all(
         let report = qemu::boot_with(
             ws,
             &qemu::Boot {
-                tpm,
-                interface,
-                medium,
+                medium: Some(medium),
                 image,
                 acpi: tables.as_ref(),
-                timeout: TIMEOUT,
+                append: match tpm {
+                    Tpm::Svtpm => vec![qemu::EPHEMERAL.to_string()],
+                    Tpm::Swtpm => Vec::new(),
+                },
+                ..qemu::Boot::new(tpm, interface, TIMEOUT)
             },
             "bench",
             &[

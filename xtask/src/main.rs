@@ -8,17 +8,27 @@
 //! [`toolchain`]).
 
 mod acpi;
+mod attested;
 mod bench;
+mod bootbench;
 mod console;
 mod cpio;
+mod daemon;
+mod devstack;
 mod elf;
 mod fuzz;
 mod guest;
 mod guestbench;
+mod hosttools;
+mod imagelog;
 mod import;
+mod interrupt;
 mod packages;
 mod qemu;
+mod refusal;
 mod run;
+mod snapshot;
+mod stack;
 mod steps;
 mod test;
 mod toolchain;
@@ -44,9 +54,21 @@ enum Task {
     /// image under target/guest/) and, for svtpm, the ACPI tables describing
     /// the TPM; then boots QEMU and streams the serial console. The guest's
     /// kernel binds its own tpm_tis or tpm_crb driver; a script reads random
-    /// numbers and PCRs, replays the firmware event log against the PCRs, and
-    /// seals and unseals a secret under a PCR policy. Exits non-zero unless
+    /// numbers and PCRs, replays the firmware event log against the PCRs,
+    /// seals and unseals a secret under a PCR policy, and writes (first
+    /// boot) or reads back (later boots) an NV index. Exits non-zero unless
     /// every check passed. See docs/guest.md.
+    ///
+    /// The svtpm boot is attested: the development key broker (svtpm-kbs)
+    /// and svtpm-proxy with its simulated PSP start beside QEMU, on the
+    /// development directory target/svtpm-dev/ (test chain, secrets page,
+    /// broker data and policy, the vTPM's sealed state, logs). The image
+    /// proves itself to the broker, gets the vTPM's state key and opens its
+    /// sealed state before the guest starts; a rerun boots the same vTPM.
+    /// The policy's allowlist is regenerated from the image on every run
+    /// (its launch digest changes with every build). The first run
+    /// provisions the vTPM. Logs are streamed as `kbs:`, `proxy:` and the
+    /// console, and kept in target/svtpm-dev/logs/.
     ///
     /// `--sim` instead builds the workspace and runs svtpm-sim in the
     /// foreground on the TCG simulator ports (127.0.0.1:2321 commands, 2322
@@ -69,6 +91,42 @@ enum Task {
         /// With --sim: start from an empty TPM (delete the state directory first).
         #[arg(long, requires = "sim")]
         fresh: bool,
+        /// svtpm: keep the TPM in memory only (no broker, no proxy, no
+        /// attestation), as before the attested boot existed.
+        #[arg(long, conflicts_with_all = ["sim", "kbs", "vtpm_id"])]
+        ephemeral: bool,
+        /// svtpm: use the key broker at URL (e.g. `cargo xtask kbs` in
+        /// another shell, or a Trustee KBS with the svtpm-generation plugin,
+        /// see docs/kbs.md) instead of starting the development one.
+        #[arg(long, value_name = "URL", conflicts_with = "sim")]
+        kbs: Option<String>,
+        /// svtpm: boot this vTPM instead of the development directory's
+        /// (see `cargo xtask provision`).
+        #[arg(long, value_name = "ID", conflicts_with = "sim")]
+        vtpm_id: Option<String>,
+    },
+    /// Run the development key broker in the foreground.
+    ///
+    /// Sets up target/svtpm-dev/ as `cargo xtask run` does (test chain,
+    /// policy allowing the image as built now, debug guests refused) and
+    /// serves svtpm-kbs on 127.0.0.1:PORT with its data there; prints its
+    /// URL, policy and data directory. `cargo xtask run --kbs URL` boots
+    /// against it. Stop it with Ctrl-C.
+    Kbs {
+        /// The TCP port (0: any free one).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
+    /// Create a new vTPM identity and state key in the development broker.
+    ///
+    /// Runs `svtpm-kbs provision` on target/svtpm-dev/kbs/; refuses an id
+    /// that exists; prints the id. The vTPM's TPM state is created on its
+    /// first boot (`cargo xtask run --vtpm-id ID`). The first vTPM made
+    /// becomes the one `cargo xtask run` boots by default.
+    Provision {
+        /// The id (1-64 of A-Z a-z 0-9 _ . -); random if omitted.
+        #[arg(long, value_name = "ID")]
+        vtpm_id: Option<String>,
     },
     /// Run every check CI runs: packages, fmt, clippy, tests, image link check, fuzz build.
     ///
@@ -78,11 +136,18 @@ enum Task {
     /// check that its ELF has no undefined symbols; a `cargo fuzz build` smoke
     /// test when nightly and cargo-fuzz are installed; the guest boot medium,
     /// then guest boots under QEMU (OVMF + Linux, TIS and CRB) with the swtpm
-    /// baseline and with the svtpm image, each required to pass every guest
-    /// check; the image's own checks (tests/image/check.sh), none of which
-    /// may fail. Steps that cannot apply yet (no image, an image that cannot
-    /// host a guest yet, no fuzz targets) are reported as skipped, with the
-    /// reason.
+    /// baseline and with the svtpm image on its in-memory TPM, each required
+    /// to pass every guest check; the attested boot (svtpm-kbs, svtpm-proxy
+    /// and the image, in target/svtpm-test/): a new vTPM provisioned and
+    /// booted twice, its NV contents and EK surviving, then twelve boots
+    /// that must be refused before the guest runs (wrong measurement,
+    /// tampered report, untrusted chain, replayed nonce, debug policy,
+    /// corrupted/truncated/reordered/dropped host channel messages,
+    /// corrupted state slots, broker unreachable, rolled-back state), each
+    /// leaving the stored state and the broker's record unchanged; the
+    /// image's own checks (tests/image/check.sh), none of which may fail.
+    /// Steps that cannot apply yet (no image, an image that cannot host a
+    /// guest yet, no fuzz targets) are reported as skipped, with the reason.
     Test {
         /// Skip the formatting and clippy steps.
         #[arg(long)]
@@ -144,16 +209,29 @@ fn real_main() -> Result<()> {
             timeout,
             sim,
             fresh,
-        } => run::run(
-            &ws,
-            run::Options {
-                tpm,
-                interface,
-                sim,
-                fresh,
-                timeout,
-            },
-        ),
+            ephemeral,
+            kbs,
+            vtpm_id,
+        } => {
+            if tpm == qemu::Tpm::Swtpm && (ephemeral || kbs.is_some() || vtpm_id.is_some()) {
+                anyhow::bail!("--ephemeral, --kbs and --vtpm-id apply to --tpm svtpm only");
+            }
+            run::run(
+                &ws,
+                run::Options {
+                    tpm,
+                    interface,
+                    sim,
+                    fresh,
+                    timeout,
+                    ephemeral,
+                    kbs,
+                    vtpm_id,
+                },
+            )
+        }
+        Task::Kbs { port } => devstack::kbs(&ws, port),
+        Task::Provision { vtpm_id } => devstack::provision(&ws, vtpm_id.as_deref()),
         Task::Test { quick } => test::test(&ws, quick),
         Task::Fuzz { target, seconds } => fuzz::fuzz(&ws, target.as_deref(), seconds),
         Task::Bench(args) => bench::bench(&ws, &args),

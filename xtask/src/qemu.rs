@@ -4,9 +4,11 @@
 //!
 //! - `svtpm`: the svtpm image is QEMU's `-kernel` (PVH) and hosts OVMF as its
 //!   SVM guest with the TPM window intercepted. The command line comes from
-//!   `tests/image/run-qemu.sh`, which owns the image's memory layout; xtask
-//!   adds the interface (`-append svtpm.interface=...`), the ACPI tables
-//!   describing the TPM (see [`crate::acpi`]) and the boot disk.
+//!   `tests/image/run-qemu.sh`, which owns the image's memory layout (and
+//!   the host channel's pc-dimm, `SVTPM_HOSTCHAN`, and the secrets page,
+//!   `SVTPM_SECRETS`, of the attested boot; see [`crate::stack`]); xtask
+//!   adds the image's command line (`-append svtpm.interface=... ...`), the
+//!   ACPI tables describing the TPM (see [`crate::acpi`]) and the boot disk.
 //! - `swtpm`: the baseline with no svtpm at all: OVMF as QEMU's firmware,
 //!   QEMU's own `tpm-tis` / `tpm-crb` device backed by Debian's swtpm (which
 //!   also makes QEMU publish the TPM's ACPI tables).
@@ -30,6 +32,7 @@ use clap::ValueEnum;
 use crate::acpi::Tables;
 use crate::console::{self, Event, Summary};
 use crate::guest::Medium;
+use crate::interrupt;
 use crate::run::Interface;
 use crate::steps;
 use crate::workspace::Workspace;
@@ -40,6 +43,9 @@ pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
 const QEMU: &str = "qemu-system-x86_64";
 /// Guest RAM for the baseline (the svtpm script picks its own, 512M too).
 const MEMORY: &str = "512M";
+/// The image's command-line word for the in-memory TPM (no attestation, no
+/// sealed state): what the TIS/CRB guest checks and benchmarks run on.
+pub const EPHEMERAL: &str = "svtpm.state=ephemeral";
 /// How many console lines a failure report shows.
 pub const TAIL_LINES: usize = 40;
 /// How long QEMU may take to exit after the guest's init announced the end.
@@ -66,6 +72,17 @@ impl Tpm {
     }
 }
 
+/// The QEMU side of the attested stack: the file behind the host
+/// channel's pc-dimm (shared with svtpm-proxy) and the SNP secrets page
+/// handed to the image as fw_cfg `opt/svtpm/secrets`.
+#[derive(Debug, Clone, Copy)]
+pub struct HostChannel<'a> {
+    /// The channel's backing file.
+    pub file: &'a Path,
+    /// The secrets page image.
+    pub secrets: &'a Path,
+}
+
 /// One guest boot to run.
 #[derive(Debug)]
 pub struct Boot<'a> {
@@ -73,8 +90,8 @@ pub struct Boot<'a> {
     pub tpm: Tpm,
     /// The TPM interface the guest sees.
     pub interface: Interface,
-    /// The boot medium.
-    pub medium: &'a Medium,
+    /// The boot medium (none: no disk, for boots that stop before the guest).
+    pub medium: Option<&'a Medium>,
     /// The svtpm image (svtpm only).
     pub image: Option<&'a Path>,
     /// The ACPI tables describing the TPM (svtpm only; QEMU makes its own
@@ -82,6 +99,34 @@ pub struct Boot<'a> {
     pub acpi: Option<&'a Tables>,
     /// Kill QEMU after this long.
     pub timeout: Duration,
+    /// More words for the image's command line after `svtpm.interface=`
+    /// (svtpm only), e.g. `svtpm.state=ephemeral`.
+    pub append: Vec<String>,
+    /// The attested stack's host channel and secrets page (svtpm only).
+    pub hostchan: Option<HostChannel<'a>>,
+    /// Stop QEMU as soon as a console line contains one of these.
+    pub stop_on: &'a [&'a str],
+    /// What the console's time stamps count from (QEMU's start if none), so
+    /// they line up with the stack's daemons.
+    pub epoch: Option<Instant>,
+}
+
+impl<'a> Boot<'a> {
+    /// A boot of `tpm` over `interface` with no medium, image or extras.
+    pub fn new(tpm: Tpm, interface: Interface, timeout: Duration) -> Self {
+        Self {
+            tpm,
+            interface,
+            medium: None,
+            image: None,
+            acpi: None,
+            timeout,
+            append: Vec::new(),
+            hostchan: None,
+            stop_on: &[],
+            epoch: None,
+        }
+    }
 }
 
 /// When things happened, from QEMU's start.
@@ -213,25 +258,42 @@ fn swtpm_command(boot: &Boot<'_>, socket: &Path) -> Command {
     .arg("-chardev")
     .arg(format!("socket,id=chrtpm,path={}", socket.display()))
     .args(["-tpmdev", "emulator,id=tpm0,chardev=chrtpm"])
-    .args(["-device", qemu_tpm_device(boot.interface)])
-    .args(disk_args(boot.medium));
+    .args(["-device", qemu_tpm_device(boot.interface)]);
+    if let Some(m) = boot.medium {
+        c.args(disk_args(m));
+    }
     c
 }
 
+/// The image's command line: the interface, then `boot.append`.
+pub fn image_cmdline(interface: Interface, append: &[String]) -> String {
+    let mut words = vec![format!("svtpm.interface={}", interface.as_arg())];
+    words.extend(append.iter().cloned());
+    words.join(" ")
+}
+
 /// svtpm: the image hosting OVMF, through the image's QEMU script.
-fn svtpm_command(ws: &Workspace, boot: &Boot<'_>, image: &Path, acpi: &Tables) -> Command {
+fn svtpm_command(ws: &Workspace, boot: &Boot<'_>, image: &Path) -> Command {
     let mut c = ws.command("bash");
     c.arg(ws.path("tests/image/run-qemu.sh"))
         .arg(image)
         .arg(OVMF)
         .arg("-nodefaults")
         .arg("-append")
-        .arg(format!("svtpm.interface={}", boot.interface.as_arg()))
-        .arg("-acpitable")
-        .arg(format!("file={}", acpi.ssdt.display()))
-        .arg("-acpitable")
-        .arg(format!("file={}", acpi.tpm2.display()))
-        .args(disk_args(boot.medium));
+        .arg(image_cmdline(boot.interface, &boot.append));
+    if let Some(acpi) = boot.acpi {
+        c.arg("-acpitable")
+            .arg(format!("file={}", acpi.ssdt.display()))
+            .arg("-acpitable")
+            .arg(format!("file={}", acpi.tpm2.display()));
+    }
+    if let Some(m) = boot.medium {
+        c.args(disk_args(m));
+    }
+    if let Some(h) = boot.hostchan {
+        c.env("SVTPM_HOSTCHAN", h.file)
+            .env("SVTPM_SECRETS", h.secrets);
+    }
     c
 }
 
@@ -338,18 +400,22 @@ pub fn boot_with(ws: &Workspace, boot: &Boot<'_>, kind: &str, extra: &[String]) 
     if dir.exists() {
         fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
     }
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    boot_into(ws, boot, &dir, extra)
+}
 
+/// [`boot_with`] with its files (`console.log`, swtpm's state) in `dir`,
+/// which is created if missing and not cleared.
+pub fn boot_into(ws: &Workspace, boot: &Boot<'_>, dir: &Path, extra: &[String]) -> Result<Report> {
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let swtpm;
     let mut cmd = match boot.tpm {
         Tpm::Swtpm => {
-            swtpm = Swtpm::start(&dir)?;
+            swtpm = Swtpm::start(dir)?;
             swtpm_command(boot, &swtpm.socket)
         }
         Tpm::Svtpm => {
             let image = boot.image.context("svtpm boot without an image")?;
-            let acpi = boot.acpi.context("svtpm boot without ACPI tables")?;
-            svtpm_command(ws, boot, image, acpi)
+            svtpm_command(ws, boot, image)
         }
     };
     cmd.args(extra)
@@ -380,10 +446,17 @@ pub fn boot_with(ws: &Workspace, boot: &Boot<'_>, kind: &str, extra: &[String]) 
     let mut open_streams = 2;
     let mut last_output = Instant::now();
     let mut deadline = start + boot.timeout;
-    let stamp = |t: Instant| format!("[{:>6.1}s]", t.duration_since(start).as_secs_f64());
+    let epoch = boot.epoch.unwrap_or(start);
+    let stamp = |t: Instant| format!("[{:>6.1}s]", t.duration_since(epoch).as_secs_f64());
 
     while open_streams > 0 {
         let now = Instant::now();
+        if interrupt::requested() {
+            println!("{} killing QEMU: interrupted", stamp(now));
+            let _ = child.kill();
+            killed = Some("interrupted".to_string());
+            break;
+        }
         if now >= deadline {
             let why = if summary.poweroff_uptime.is_some() {
                 format!(
@@ -454,7 +527,14 @@ pub fn boot_with(ws: &Workspace, boot: &Boot<'_>, kind: &str, extra: &[String]) 
             }
         }
         println!("{} {line}", stamp(at));
+        let stop = boot.stop_on.iter().find(|m| line.contains(*m));
         lines.push(line);
+        if let Some(marker) = stop {
+            println!("{} stopping QEMU: the console showed `{marker}`", stamp(at));
+            let _ = child.kill();
+            killed = Some(format!("stopped: the console showed `{marker}`"));
+            break;
+        }
     }
     let exit = child.wait().context("waiting for QEMU")?;
     times.end = start.elapsed();
@@ -471,7 +551,9 @@ pub fn boot_with(ws: &Workspace, boot: &Boot<'_>, kind: &str, extra: &[String]) 
         killed,
         lines,
         console_log,
-        kernel_release: boot.medium.kernel_release.clone(),
+        kernel_release: boot
+            .medium
+            .map_or_else(|| "-".to_string(), |m| m.kernel_release.clone()),
     })
 }
 
@@ -489,6 +571,7 @@ pub fn required_checks(interface: Interface) -> Vec<&'static str> {
         "eventlog-replay:sha256",
         "seal-unseal",
         "seal-policy",
+        "persist",
     ]
 }
 
@@ -510,12 +593,8 @@ mod tests {
         let m = medium();
         for (interface, device) in [(Interface::Tis, "tpm-tis"), (Interface::Crb, "tpm-crb")] {
             let boot = Boot {
-                tpm: Tpm::Swtpm,
-                interface,
-                medium: &m,
-                image: None,
-                acpi: None,
-                timeout: Duration::from_secs(1),
+                medium: Some(&m),
+                ..Boot::new(Tpm::Swtpm, interface, Duration::from_secs(1))
             };
             let line = steps::describe(&swtpm_command(&boot, Path::new("/tmp/s.sock")));
             assert!(line.contains(&format!("-bios {OVMF}")), "{line}");
@@ -548,25 +627,53 @@ mod tests {
             tpm2: "/a/tpm2.aml".into(),
         };
         let boot = Boot {
-            tpm: Tpm::Svtpm,
-            interface: Interface::Crb,
-            medium: &m,
+            medium: Some(&m),
             image: Some(Path::new("/img/svtpm")),
             acpi: Some(&tables),
-            timeout: Duration::from_secs(1),
+            append: vec!["svtpm.state=ephemeral".into()],
+            ..Boot::new(Tpm::Svtpm, Interface::Crb, Duration::from_secs(1))
         };
-        let line = steps::describe(&svtpm_command(&ws, &boot, Path::new("/img/svtpm"), &tables));
+        let line = steps::describe(&svtpm_command(&ws, &boot, Path::new("/img/svtpm")));
         assert!(
             line.contains("tests/image/run-qemu.sh /img/svtpm /usr/share/ovmf/OVMF.fd"),
             "{line}"
         );
-        assert!(line.contains("-append svtpm.interface=crb"), "{line}");
+        assert!(
+            line.contains("-append 'svtpm.interface=crb svtpm.state=ephemeral'"),
+            "{line}"
+        );
+        assert!(!line.contains("SVTPM_HOSTCHAN"), "{line}");
         assert!(
             line.contains("-acpitable file=/a/ssdt.aml -acpitable file=/a/tpm2.aml"),
             "{line}"
         );
         assert!(line.contains("file=/t/esp.img"), "{line}");
         assert!(!line.contains("tpmdev"), "{line}");
+    }
+
+    #[test]
+    fn attested_boot_hands_channel_and_secrets_to_the_script_without_a_disk() {
+        let ws = Workspace::locate().unwrap();
+        let boot = Boot {
+            image: Some(Path::new("/img/svtpm")),
+            append: vec!["svtpm.vtpm=dev-1".into()],
+            hostchan: Some(HostChannel {
+                file: Path::new("/d/hostchan.mem"),
+                secrets: Path::new("/d/secrets.page"),
+            }),
+            ..Boot::new(Tpm::Svtpm, Interface::Tis, Duration::from_secs(1))
+        };
+        let line = steps::describe(&svtpm_command(&ws, &boot, Path::new("/img/svtpm")));
+        assert!(line.contains("SVTPM_HOSTCHAN=/d/hostchan.mem"), "{line}");
+        assert!(line.contains("SVTPM_SECRETS=/d/secrets.page"), "{line}");
+        assert!(
+            line.contains("-append 'svtpm.interface=tis svtpm.vtpm=dev-1'"),
+            "{line}"
+        );
+        assert!(
+            !line.contains("-drive") && !line.contains("-acpitable"),
+            "{line}"
+        );
     }
 
     #[test]

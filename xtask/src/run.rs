@@ -1,11 +1,16 @@
 //! `cargo xtask run`: boots a guest (OVMF + Linux) under QEMU TCG with a
 //! TPM, streams its serial console, and fails unless every check of the
 //! guest script passed. `--tpm svtpm` (the default) makes the svtpm image
-//! the guest's TPM; `--tpm swtpm` is the baseline with QEMU's own TPM device
+//! the guest's TPM, attested: the development key broker and svtpm-proxy
+//! run beside QEMU on `target/svtpm-dev/` (see [`crate::stack`]), the image
+//! proves itself, gets the vTPM's key and opens its sealed state before the
+//! guest starts, so a rerun boots the same TPM. `--ephemeral` keeps the TPM
+//! in memory instead (no attestation); `--kbs URL` uses a broker that is
+//! already running. `--tpm swtpm` is the baseline with QEMU's own TPM device
 //! on Debian's swtpm. `--sim` instead serves the vTPM stack to host tools
 //! through svtpm-sim, as before the guest boot existed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -14,8 +19,12 @@ use clap::ValueEnum;
 use crate::acpi;
 use crate::elf;
 use crate::guest;
+use crate::hosttools::{self, HostTools};
+use crate::imagelog::ImageBoot;
+use crate::interrupt;
 use crate::packages::{self, Group};
 use crate::qemu::{self, Tpm};
+use crate::stack::{self, Stack, StackDir};
 use crate::steps::{self, Outcome, Steps};
 use crate::workspace::Workspace;
 
@@ -48,7 +57,7 @@ impl Interface {
 }
 
 /// Options of `cargo xtask run`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Options {
     /// Which TPM the guest gets.
     pub tpm: Tpm,
@@ -60,6 +69,24 @@ pub struct Options {
     pub fresh: bool,
     /// Kill QEMU after this many seconds.
     pub timeout: u64,
+    /// svtpm: the in-memory TPM, no attestation.
+    pub ephemeral: bool,
+    /// svtpm: the broker to use instead of starting the development one.
+    pub kbs: Option<String>,
+    /// svtpm: the vTPM to boot instead of the development directory's.
+    pub vtpm_id: Option<String>,
+}
+
+/// The development directory of `cargo xtask run`, `kbs` and `provision`.
+pub fn dev_dir(ws: &Workspace) -> StackDir {
+    StackDir::new(ws.target_dir().join("svtpm-dev"))
+}
+
+/// What the attested boot runs on.
+struct Attested {
+    tools: HostTools,
+    dir: StackDir,
+    id: String,
 }
 
 /// `cargo xtask run`.
@@ -67,6 +94,8 @@ pub fn run(ws: &Workspace, opts: Options) -> Result<()> {
     if opts.sim {
         return run_sim(ws, opts.interface, opts.fresh);
     }
+    interrupt::install()?;
+    let attested = opts.tpm == Tpm::Svtpm && !opts.ephemeral;
     let mut s = Steps::new("run");
     s.run("Debian packages", || packages::ensure(NEEDS))?;
     let mut image: Option<PathBuf> = None;
@@ -94,22 +123,53 @@ pub fn run(ws: &Workspace, opts: Options) -> Result<()> {
             Ok(Outcome::Done)
         })?;
     }
+    if attested {
+        let image = image.clone().context("no image")?;
+        let mut tools = None;
+        s.run(
+            "host programs (svtpm-kbs, svtpm-proxy, svtpm-psp-sim)",
+            || {
+                tools = Some(HostTools::build(ws, hosttools::ALL)?);
+                Ok(Outcome::Done)
+            },
+        )?;
+        let tools = tools.context("no host programs")?;
+        let dir = dev_dir(ws);
+        let mut id = None;
+        s.run(
+            &format!("development directory {}", dir.root().display()),
+            || {
+                id = Some(prepare_dev(&tools, &dir, &image, &opts)?);
+                Ok(Outcome::Done)
+            },
+        )?;
+        let id = id.context("no vTPM")?;
+        let a = Attested { tools, dir, id };
+        return boot_attested(ws, s, &opts, &a, &medium, &image, tables.as_ref());
+    }
     let name = format!(
-        "boot OVMF + Linux with {} ({})",
+        "boot OVMF + Linux with {} ({}{})",
         opts.tpm.name(),
-        opts.interface.as_arg().to_uppercase()
+        opts.interface.as_arg().to_uppercase(),
+        if opts.tpm == Tpm::Svtpm {
+            ", in-memory TPM"
+        } else {
+            ""
+        }
     );
     let mut report = None;
     let booted = s.run(&name, || {
         let r = qemu::boot(
             ws,
             &qemu::Boot {
-                tpm: opts.tpm,
-                interface: opts.interface,
-                medium: &medium,
+                medium: Some(&medium),
                 image: image.as_deref(),
                 acpi: tables.as_ref(),
-                timeout: Duration::from_secs(opts.timeout),
+                append: match opts.tpm {
+                    Tpm::Svtpm => vec![qemu::EPHEMERAL.to_string()],
+                    Tpm::Swtpm => Vec::new(),
+                },
+                ..qemu::Boot::new(opts.tpm, opts.interface, Duration::from_secs(opts.timeout))
             },
         )?;
         let verdict = r.verdict(&qemu::required_checks(opts.interface));
@@ -120,6 +180,129 @@ pub fn run(ws: &Workspace, opts: Options) -> Result<()> {
         print_summary(r);
     }
     booted?;
+    s.finish();
+    Ok(())
+}
+
+/// Sets up the development directory for one attested run: chain, secrets
+/// page, the policy regenerated from the image as built now (local broker
+/// only) and the vTPM to boot. Returns the vTPM's id.
+fn prepare_dev(tools: &HostTools, dir: &StackDir, image: &Path, opts: &Options) -> Result<String> {
+    dir.ensure_base(tools)?;
+    let measurement = tools.measure(image)?;
+    if let Some(url) = &opts.kbs {
+        let id = match opts.vtpm_id.clone().or(dir.vtpm_id()?) {
+            Some(id) => id,
+            None => {
+                anyhow::bail!("--kbs needs --vtpm-id: the id of a vTPM provisioned in that broker")
+            }
+        };
+        println!(
+            "external broker {url}: it must allow the image's launch digest\n  {measurement}\n\
+             (it changes with every build) and trust the test ARK {}; vTPM {id}",
+            dir.chain().join("ark.pem").display()
+        );
+        return Ok(id);
+    }
+    dir.write_policy(std::slice::from_ref(&measurement))?;
+    println!(
+        "policy {}: allowlist = the image as built now ({measurement}); every rebuild \
+         changes the launch digest, so the allowlist is regenerated on each run, as a guest \
+         owner does when registering a new release",
+        dir.policy().display()
+    );
+    let (id, new) = dir.ensure_vtpm(tools, opts.vtpm_id.as_deref())?;
+    if new {
+        println!(
+            "new vTPM {id} provisioned in the broker ({}); the image provisions its TPM \
+             state on this first boot",
+            dir.kbs_data().display()
+        );
+    } else {
+        println!(
+            "vTPM {id}: state in {}, broker generation record {}",
+            dir.state(&id).display(),
+            dir.generation_record(&id)?
+                .unwrap_or_else(|| "none yet".into())
+        );
+    }
+    Ok(id)
+}
+
+/// The attested boot: broker (unless `--kbs`), proxy, QEMU.
+fn boot_attested(
+    ws: &Workspace,
+    mut s: Steps,
+    opts: &Options,
+    a: &Attested,
+    medium: &guest::Medium,
+    image: &Path,
+    tables: Option<&acpi::Tables>,
+) -> Result<()> {
+    let logs = a.dir.logs();
+    if logs.exists() {
+        std::fs::remove_dir_all(&logs).with_context(|| format!("clearing {}", logs.display()))?;
+    }
+    let mut cfg = stack::Config::on(&a.dir, image, &a.id);
+    if let Some(url) = &opts.kbs {
+        cfg.broker = stack::Broker::External(url.clone());
+    }
+    let name = format!(
+        "attested boot of vTPM {} ({}{}, proxy, OVMF + Linux)",
+        a.id,
+        opts.interface.as_arg().to_uppercase(),
+        if opts.kbs.is_some() {
+            ""
+        } else {
+            ", development broker"
+        }
+    );
+    let mut report = None;
+    let booted = s.run(&name, || {
+        let mut stack = Stack::start(&a.tools, &cfg)?;
+        let r = qemu::boot_into(
+            ws,
+            &qemu::Boot {
+                medium: Some(medium),
+                image: Some(image),
+                acpi: tables,
+                append: stack::attested_cmdline(&a.id),
+                hostchan: Some(stack.hostchan()),
+                epoch: Some(stack.epoch),
+                ..qemu::Boot::new(
+                    Tpm::Svtpm,
+                    opts.interface,
+                    Duration::from_secs(opts.timeout),
+                )
+            },
+            &logs,
+            &[],
+        )?;
+        stack.stop();
+        let verdict = r.verdict(&qemu::required_checks(opts.interface));
+        report = Some(r);
+        verdict.map(|()| Outcome::Done)
+    });
+    if let Some(r) = &report {
+        print_summary(r);
+        println!("{}", ImageBoot::from_lines(&r.lines).summary());
+    }
+    println!(
+        "\nattested stack in {}:\n  logs   {} (console.log, kbs.log, proxy.log)\n  \
+         state  {} (the vTPM's sealed slots)\n  broker {} (its state key and generation \
+         record {}), policy {}\nRerun `cargo xtask run` to boot the same vTPM; \
+         `--ephemeral` boots the in-memory TPM instead.",
+        a.dir.root().display(),
+        logs.display(),
+        a.dir.state(&a.id).display(),
+        a.dir.kbs_data().display(),
+        a.dir
+            .generation_record(&a.id)?
+            .unwrap_or_else(|| "none".into()),
+        a.dir.policy().display()
+    );
+    booted?;
+    interrupt::check()?;
     s.finish();
     Ok(())
 }

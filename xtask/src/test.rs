@@ -7,8 +7,12 @@
 //! The guest steps boot OVMF + Linux under QEMU TCG (see [`crate::qemu`]) and
 //! require every guest check to pass, the driver of the interface among them:
 //! first the swtpm baseline (which validates the medium and the checks
-//! without svtpm), then the svtpm image. Each boot is killed after
-//! [`BOOT_TIMEOUT`]. Then `tests/image/check.sh` runs the image's own
+//! without svtpm), then the svtpm image on its in-memory TPM
+//! (`svtpm.state=ephemeral`). Each boot is killed after [`BOOT_TIMEOUT`].
+//! Then the attested boot ([`crate::attested`]): the image with svtpm-proxy
+//! and the development broker, two boots of one vTPM that must keep its NV
+//! contents and EK, and twelve boots that must be refused before the guest
+//! runs, each its own step. Then `tests/image/check.sh` runs the image's own
 //! end-to-end checks (self-test, exception and panic paths, OVMF over TIS
 //! and CRB, the guest's access to svtpm's memory, Linux binding tpm_tis)
 //! and must report no failure.
@@ -19,6 +23,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::acpi;
+use crate::attested;
 use crate::elf;
 use crate::fuzz;
 use crate::guest::{self, Medium};
@@ -123,6 +128,12 @@ pub fn test(ws: &Workspace, quick: bool) -> Result<()> {
             Err(why) => Ok(Outcome::Skipped(why.clone())),
         })?;
     }
+    attested::steps(
+        ws,
+        &mut s,
+        image.as_deref().map_err(String::as_str),
+        &medium,
+    )?;
     s.run(
         "image checks (tests/image/check.sh: self-test, fault, panic, OVMF TIS/CRB, isolation, Linux)",
         || match &image {
@@ -160,15 +171,20 @@ fn guest_boot(
         )?),
         Tpm::Swtpm => None,
     };
+    // The TIS/CRB checks run on the in-memory TPM; the attested boot has
+    // its own steps (crate::attested).
+    let append = match tpm {
+        Tpm::Svtpm => vec![qemu::EPHEMERAL.to_string()],
+        Tpm::Swtpm => Vec::new(),
+    };
     let report = qemu::boot(
         ws,
         &qemu::Boot {
-            tpm,
-            interface,
-            medium,
+            medium: Some(medium),
             image,
             acpi: tables.as_ref(),
-            timeout: BOOT_TIMEOUT,
+            append,
+            ..qemu::Boot::new(tpm, interface, BOOT_TIMEOUT)
         },
     )?;
     println!("{}", report.timing_line());
