@@ -162,6 +162,10 @@ fn run(cli: Cli) -> Result<()> {
         handler.name(),
         cli.state_dir.display()
     );
+    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+        info!("stopped by a signal during start-up");
+        return Ok(());
+    }
     let mut serving = Loop::new(chan.region(), &mut handler, faults);
     println!("svtpm-proxy: serving {path}");
     std::io::stdout().flush().ok();

@@ -186,9 +186,7 @@ impl<'a, R: Region> Loop<'a, R> {
         }
         let took = started.elapsed();
         self.stats.add(kind_name, took);
-        let result = if drop {
-            String::new()
-        } else if status == Status::Ok {
+        let result = if drop || status == Status::Ok {
             String::new()
         } else {
             format!(" [{}]", status.name())
