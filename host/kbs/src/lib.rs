@@ -13,6 +13,8 @@
 //! - [`report`]: the parsed SEV-SNP attestation report;
 //! - [`verifier`]: the [`AttestationVerifier`](verifier::AttestationVerifier)
 //!   seam and the SNP evidence verifier with its signature hook;
+//! - [`chain_check`]: the signature hook for real: the AMD certificate
+//!   chain up to the policy's ARKs, and the report against its VCEK;
 //! - [`session`]: RCAR sessions (nonces, cookies, expiry);
 //! - [`token`]: the attestation token (a JWT signed by the broker);
 //! - [`jwe`]: wrapping resources to the TEE key;
@@ -21,6 +23,7 @@
 //! - [`relay`]: a plain HTTP/1.1 client, the host side of svtpm's
 //!   `Transport` for development and tests.
 
+pub mod chain_check;
 pub mod jwe;
 pub mod policy;
 pub mod refusal;

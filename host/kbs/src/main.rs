@@ -11,14 +11,11 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use log::warn;
 use svtpm::attest::kbs::VtpmId;
 use svtpm_kbs::policy::Policy;
 use svtpm_kbs::server::{serve, Kbs};
 use svtpm_kbs::store::DataDir;
-use svtpm_kbs::verifier::{
-    NoSignatureCheck, ReportSignatureCheck, SnpVerifier, UnverifiedSignatures,
-};
+use svtpm_kbs::verifier::{choose_signature_check, SnpVerifier};
 
 /// Development key broker for svtpm (Trustee's KBS protocol, RCAR 0.4.0).
 #[derive(Parser)]
@@ -57,7 +54,8 @@ enum Command {
         listen: IpAddr,
         /// Accept attestation reports WITHOUT checking their signature.
         /// Only for development without SNP hardware: anyone who can reach
-        /// the broker can then obtain keys with forged evidence.
+        /// the broker can then obtain keys with forged evidence. Refused
+        /// when the policy names trust anchors (the check is then on).
         #[arg(long)]
         insecure_unverified_reports: bool,
     },
@@ -86,18 +84,9 @@ fn main() -> anyhow::Result<()> {
             if policy.allowed_measurements.is_empty() {
                 bail!("the policy allows no launch measurement: every attestation would fail");
             }
-            let check: Box<dyn ReportSignatureCheck> = if insecure_unverified_reports {
-                warn!("report signatures will NOT be verified (--insecure-unverified-reports)");
-                Box::new(UnverifiedSignatures)
-            } else {
-                warn!(
-                    "no report signature check is available in this build: every \
-                     attestation will be refused (use --insecure-unverified-reports for \
-                     development without SNP hardware)"
-                );
-                Box::new(NoSignatureCheck)
-            };
-            let verifier = SnpVerifier::new(check, policy.trust_anchors.clone());
+            let check = choose_signature_check(&policy.trust_anchors, insecure_unverified_reports)
+                .context("cannot start")?;
+            let verifier = SnpVerifier::new(check);
             let data = DataDir::open(&data_dir)?;
             let kbs = Kbs::new(policy, Box::new(verifier), data).context("cannot start")?;
             let running = serve(Arc::new(kbs), SocketAddr::new(listen, port), 4)?;

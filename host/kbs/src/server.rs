@@ -214,7 +214,12 @@ impl Kbs {
             .map_err(|e| Refusal::attestation(format!("attestation is not valid: {e}")))?;
         if att.runtime_data.nonce != nonce {
             return Err(Refusal::attestation(
-                "nonce check failed: runtime-data nonce is not the challenge of this session",
+                if self.sessions.issued_to_other(&att.runtime_data.nonce, id) {
+                    "nonce check failed: runtime-data nonce is the challenge of another \
+                     session (replayed attestation)"
+                } else {
+                    "nonce check failed: runtime-data nonce is not the challenge of this session"
+                },
             ));
         }
         if !att.tee_evidence.additional_evidence.is_empty() {

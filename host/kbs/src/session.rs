@@ -3,7 +3,9 @@
 //! issued (32 random bytes, standard base64, as Trustee's). A nonce is good
 //! for one attestation attempt on its own session before the session
 //! expires; the attempt consumes it whatever its outcome, so evidence can
-//! never be replayed. An attested session holds the TEE key the resources
+//! never be replayed. A session keeps its nonce until it is dropped, so an
+//! attestation carrying another session's nonce (a replayed attest body) is
+//! recognised as such. An attested session holds the TEE key the resources
 //! are wrapped to.
 
 use std::collections::HashMap;
@@ -24,10 +26,7 @@ const MAX_SESSIONS: usize = 4096;
 #[derive(Debug, Clone)]
 pub enum Stage {
     /// Challenge issued, not yet used.
-    Challenged {
-        /// The nonce.
-        nonce: String,
-    },
+    Challenged,
     /// The nonce was used by an attempt that failed.
     Spent,
     /// Attested.
@@ -44,6 +43,8 @@ pub enum Stage {
 pub struct Session {
     /// TEE type the client declared.
     pub tee: Tee,
+    /// The nonce it issued.
+    pub nonce: String,
     /// When it stops being valid.
     pub expires: Instant,
     /// Where it is.
@@ -103,10 +104,9 @@ impl Sessions {
             id.clone(),
             Session {
                 tee,
+                nonce: nonce.clone(),
                 expires: now + self.lifetime,
-                stage: Stage::Challenged {
-                    nonce: nonce.clone(),
-                },
+                stage: Stage::Challenged,
             },
         );
         Ok((id, nonce))
@@ -118,7 +118,7 @@ impl Sessions {
         let mut map = self.lock();
         let session = live(&mut map, id)?;
         match std::mem::replace(&mut session.stage, Stage::Spent) {
-            Stage::Challenged { nonce } => Ok((session.tee, nonce)),
+            Stage::Challenged => Ok((session.tee, session.nonce.clone())),
             other => {
                 session.stage = other;
                 Err(Refusal::attestation(format!(
@@ -127,6 +127,15 @@ impl Sessions {
                 )))
             }
         }
+    }
+
+    /// Whether `nonce` was issued to a session other than `id` that the
+    /// broker still holds (expired or not): an attestation carrying it was
+    /// made for that session and replayed here.
+    pub fn issued_to_other(&self, nonce: &str, id: &str) -> bool {
+        self.lock()
+            .iter()
+            .any(|(other, s)| other != id && s.nonce == nonce)
     }
 
     /// Marks session `id` attested.
@@ -198,7 +207,12 @@ mod tests {
         let (other_id, other_nonce) = s.open(Tee::Snp).unwrap();
         assert_ne!((&id, &nonce), (&other_id, &other_nonce));
         assert!(s.attested_key(&id).is_err());
-        assert_eq!(s.take_nonce(&id).unwrap(), (Tee::Snp, nonce));
+        assert!(s.issued_to_other(&nonce, &other_id));
+        assert!(!s.issued_to_other(&nonce, &id));
+        assert!(!s.issued_to_other("never issued", &id));
+        assert_eq!(s.take_nonce(&id).unwrap(), (Tee::Snp, nonce.clone()));
+        // A spent nonce is still known as this session's.
+        assert!(s.issued_to_other(&nonce, &other_id));
         let r = s.take_nonce(&id).unwrap_err();
         assert!(r.detail.contains("already used"), "{}", r.detail);
         s.attest(&id, key(), "t".into()).unwrap();

@@ -5,19 +5,23 @@
 //! The report is taken as its raw 0x4A0 bytes, a JSON array of byte values
 //! (serde's form of a byte sequence). Whether it is authentic — the
 //! ECDSA P-384 signature over bytes 0..0x2A0 by the VCEK, and the
-//! VCEK -> ASK -> ARK chain up to the configured trust anchors — is decided
-//! by a [`ReportSignatureCheck`]; the broker's own policy checks
+//! VCEK -> ASK -> ARK chain up to the policy's trust anchors — is decided
+//! by a [`ReportSignatureCheck`]: [`ChainCheck`](crate::chain_check::ChainCheck)
+//! for real, or [`UnverifiedSignatures`], which accepts every report, for
+//! development without SNP hardware (and says so in the log each time).
+//! [`choose_signature_check`] picks one from the policy and the command
+//! line. The broker's own policy checks
 //! ([`Policy::check`](crate::policy::Policy::check)) run on the parsed
-//! report afterwards. Without a signature check configured every report is
-//! refused ([`NoSignatureCheck`]); [`UnverifiedSignatures`] accepts them for
-//! development without SNP hardware and says so in the log each time.
+//! report afterwards.
 
 use std::path::PathBuf;
 
+use anyhow::bail;
 use kbs_types::Tee;
-use log::warn;
+use log::{info, warn};
 use serde_json::Value;
 
+use crate::chain_check::ChainCheck;
 use crate::refusal::Refusal;
 use crate::report::{ParsedReport, REPORT_LEN};
 
@@ -31,20 +35,10 @@ pub trait AttestationVerifier: Send + Sync {
 /// Decides whether a raw report is authentic.
 pub trait ReportSignatureCheck: Send + Sync {
     /// `report` is the raw report ([`REPORT_LEN`] bytes), `cert_chain` the
-    /// evidence's certificate member, `anchors` the policy's trust anchor
-    /// files. An error names the failed check.
-    fn check(&self, report: &[u8], cert_chain: &Value, anchors: &[PathBuf]) -> Result<(), String>;
-}
-
-/// Refuses every report: the fail-closed default until a real check is
-/// configured.
-#[derive(Debug, Default)]
-pub struct NoSignatureCheck;
-
-impl ReportSignatureCheck for NoSignatureCheck {
-    fn check(&self, _: &[u8], _: &Value, _: &[PathBuf]) -> Result<(), String> {
-        Err("no report signature check is configured (the broker refuses all evidence)".into())
-    }
+    /// evidence's certificate member (`null` if absent). An error is the
+    /// refusal detail and starts with the name of the failed check
+    /// (`chain check failed: ...`, `signature check failed: ...`).
+    fn check(&self, report: &[u8], cert_chain: &Value) -> Result<(), String>;
 }
 
 /// Accepts every report without checking its signature. For development
@@ -53,30 +47,64 @@ impl ReportSignatureCheck for NoSignatureCheck {
 pub struct UnverifiedSignatures;
 
 impl ReportSignatureCheck for UnverifiedSignatures {
-    fn check(&self, _: &[u8], _: &Value, _: &[PathBuf]) -> Result<(), String> {
+    fn check(&self, _: &[u8], _: &Value) -> Result<(), String> {
         warn!("report signature NOT verified (--insecure-unverified-reports)");
         Ok(())
+    }
+}
+
+/// The signature check `serve` uses: the chain check whenever the policy
+/// names trust anchors; [`UnverifiedSignatures`] only when asked for
+/// explicitly (`insecure`) and the policy names none. Refuses both and
+/// neither, with the reason.
+pub fn choose_signature_check(
+    trust_anchors: &[PathBuf],
+    insecure: bool,
+) -> anyhow::Result<Box<dyn ReportSignatureCheck>> {
+    match (trust_anchors.is_empty(), insecure) {
+        (false, false) => {
+            let check = ChainCheck::load(trust_anchors)?;
+            info!(
+                "report signatures and VCEK chains are verified up to {} trusted ARK(s)",
+                check.anchors().len()
+            );
+            Ok(Box::new(check))
+        }
+        (true, true) => {
+            warn!(
+                "report signatures will NOT be verified (--insecure-unverified-reports): \
+                 anyone who can reach the broker can obtain keys with forged evidence"
+            );
+            Ok(Box::new(UnverifiedSignatures))
+        }
+        (false, true) => bail!(
+            "the policy names trust anchors, so report signatures are verified; \
+             --insecure-unverified-reports contradicts that: drop one of the two"
+        ),
+        (true, false) => bail!(
+            "the policy has no trust_anchors, so no report signature can be verified: \
+             add the ARK certificate (AMD's for the product, or the development ark.pem \
+             of `svtpm-psp-sim gen-chain`) to trust_anchors, or pass \
+             --insecure-unverified-reports for development without signatures"
+        ),
     }
 }
 
 /// The SNP evidence verifier.
 pub struct SnpVerifier {
     signature: Box<dyn ReportSignatureCheck>,
-    anchors: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for SnpVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SnpVerifier")
-            .field("anchors", &self.anchors)
-            .finish_non_exhaustive()
+        f.debug_struct("SnpVerifier").finish_non_exhaustive()
     }
 }
 
 impl SnpVerifier {
-    /// A verifier using `signature` with the trust anchor files `anchors`.
-    pub fn new(signature: Box<dyn ReportSignatureCheck>, anchors: Vec<PathBuf>) -> Self {
-        Self { signature, anchors }
+    /// A verifier deciding authenticity with `signature`.
+    pub fn new(signature: Box<dyn ReportSignatureCheck>) -> Self {
+        Self { signature }
     }
 }
 
@@ -119,8 +147,8 @@ impl AttestationVerifier for SnpVerifier {
         }
         let (raw, chain) = split_snp_evidence(evidence)?;
         self.signature
-            .check(&raw, &chain, &self.anchors)
-            .map_err(|why| Refusal::attestation(format!("signature check failed: {why}")))?;
+            .check(&raw, &chain)
+            .map_err(Refusal::attestation)?;
         ParsedReport::parse(&raw)
             .ok_or_else(|| Refusal::attestation("evidence check failed: report too short"))
     }
@@ -133,7 +161,7 @@ mod tests {
 
     #[test]
     fn evidence_shape_is_checked() {
-        let v = SnpVerifier::new(Box::new(UnverifiedSignatures), Vec::new());
+        let v = SnpVerifier::new(Box::new(UnverifiedSignatures));
         let mut raw = [0u8; REPORT_LEN];
         raw[0x30] = 1;
         let good = json!({"attestation_report": raw.to_vec(), "cert_chain": []});
@@ -157,11 +185,36 @@ mod tests {
             .unwrap_err()
             .detail
             .starts_with("tee check"));
-        let closed = SnpVerifier::new(Box::new(NoSignatureCheck), Vec::new());
-        assert!(closed
-            .verify(Tee::Snp, &good)
-            .unwrap_err()
-            .detail
-            .starts_with("signature check failed"));
+        struct Refuse;
+        impl ReportSignatureCheck for Refuse {
+            fn check(&self, _: &[u8], chain: &Value) -> Result<(), String> {
+                Err(format!("signature check failed: chain {chain}"))
+            }
+        }
+        // The check's detail is the refusal's, and an absent chain is null.
+        let closed = SnpVerifier::new(Box::new(Refuse));
+        let r = closed
+            .verify(Tee::Snp, &json!({"attestation_report": raw.to_vec()}))
+            .unwrap_err();
+        assert_eq!(r.detail, "signature check failed: chain null");
+        assert_eq!(r.status, 401);
+    }
+
+    #[test]
+    fn the_signature_check_follows_the_policy_and_the_flag() {
+        let e = choose_signature_check(&[], false)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("no trust_anchors"), "{e}");
+        let anchors = [PathBuf::from("ark.pem")];
+        let e = choose_signature_check(&anchors, true)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("contradicts"), "{e}");
+        // The anchor file must exist and be an ARK.
+        assert!(choose_signature_check(&anchors, false).is_err());
+        assert!(choose_signature_check(&[], true).is_ok());
     }
 }

@@ -211,6 +211,10 @@ fn replayed_nonce_is_refused() {
         refusal_detail(&e).starts_with("nonce check failed"),
         "{e:?}"
     );
+    assert!(
+        refusal_detail(&e).ends_with("(replayed attestation)"),
+        "{e:?}"
+    );
 }
 
 #[test]

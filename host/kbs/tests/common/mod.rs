@@ -1,12 +1,14 @@
 //! Test fixture: a broker on loopback with a test report signature (an
 //! HMAC over the signed part of the report, in place of the VCEK's ECDSA
 //! signature), and a fake PSP that makes reports carrying whatever
-//! REPORT_DATA the client asks for.
+//! REPORT_DATA the client asks for; [`snp`] has real SEV-SNP platforms
+//! (generated chains, the simulated PSP) for the chain check.
 
 #![allow(dead_code)]
 
+pub mod snp;
+
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,11 +38,11 @@ fn sign(report: &[u8]) -> [u8; 32] {
 pub struct TestSignature;
 
 impl ReportSignatureCheck for TestSignature {
-    fn check(&self, report: &[u8], _: &Value, _: &[PathBuf]) -> Result<(), String> {
+    fn check(&self, report: &[u8], _: &Value) -> Result<(), String> {
         let mut m = <Hmac<Sha256> as Mac>::new_from_slice(SIGNING_KEY).unwrap();
         m.update(&report[..SIGNED_LEN]);
         m.verify_slice(&report[SIGNED_LEN..SIGNED_LEN + 32])
-            .map_err(|_| "report signature does not verify".into())
+            .map_err(|_| "signature check failed: report signature does not verify".into())
     }
 }
 
@@ -125,13 +127,18 @@ impl Fixture {
     }
 
     pub fn with_session_lifetime(lifetime: Duration) -> Self {
+        let mut policy = Policy::new(vec![GOOD_MEASUREMENT]);
+        policy.session_lifetime = lifetime;
+        Self::with(policy, Box::new(TestSignature))
+    }
+
+    /// A broker with `policy` deciding authenticity with `check`.
+    pub fn with(policy: Policy, check: Box<dyn ReportSignatureCheck>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data = DataDir::open(dir.path()).unwrap();
         let id = data.provision(Some(VtpmId::new("vm-1").unwrap())).unwrap();
         let key = *data.state_key(&id).unwrap().unwrap();
-        let mut policy = Policy::new(vec![GOOD_MEASUREMENT]);
-        policy.session_lifetime = lifetime;
-        let verifier = SnpVerifier::new(Box::new(TestSignature), Vec::new());
+        let verifier = SnpVerifier::new(check);
         let kbs = Arc::new(Kbs::new(policy, Box::new(verifier), data).unwrap());
         let server = serve(Arc::clone(&kbs), "127.0.0.1:0".parse().unwrap(), 2).unwrap();
         Self {
