@@ -172,7 +172,14 @@ fuzz_target!(|data: &[u8]| {
     chan.set_timeout_ns(3_000_000);
     let chan = Mutex::new(chan);
     for op in 0..4u8 {
-        let sel = chan.lock().region().script.rest.first().copied().unwrap_or(0);
+        let sel = chan
+            .lock()
+            .region()
+            .script
+            .rest
+            .first()
+            .copied()
+            .unwrap_or(0);
         if chan.lock().region().script.rest.is_empty() {
             break;
         }
