@@ -31,6 +31,7 @@ use super::messenger::{GuestMessenger, GuestRequestTransport};
 use super::payload::KEY_SEL_DEFAULT;
 use super::report::AttestationReport;
 use crate::attest::kbs::{EvidenceSource, KbsError};
+use crate::hostchan::{ChannelGuestRequest, Region};
 
 /// The VMPL svtpm attests as: only VMPL0 may receive the state key.
 pub const REPORT_VMPL: u32 = 0;
@@ -47,6 +48,14 @@ pub trait CertTableSource {
 impl<T: CertTableSource + ?Sized> CertTableSource for &mut T {
     fn take_cert_table(&mut self) -> Vec<u8> {
         (**self).take_cert_table()
+    }
+}
+
+/// The host channel's SNP_GUEST_REQUEST adapter (development platform):
+/// the table is the one that came back with the last answer.
+impl<R: Region> CertTableSource for ChannelGuestRequest<'_, R> {
+    fn take_cert_table(&mut self) -> Vec<u8> {
+        ChannelGuestRequest::take_cert_table(self)
     }
 }
 
