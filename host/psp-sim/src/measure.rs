@@ -34,10 +34,13 @@ use zerocopy::{Immutable, IntoBytes, KnownLayout};
 /// Page size of the launch: 4 KiB.
 pub const PAGE_SIZE: u64 = 0x1000;
 
-/// Where the simulated launch places the secrets page: the last page below
-/// the host channel's default GPA (0x1_0400_0000), inside the 1 GiB slot at
-/// 4 GiB that the svm platform hides from the guest and above the image's
-/// own memory. An image whose pages reach it is refused.
+/// Where the simulated launch places the secrets page: the last page of
+/// the 64 MiB region at 4 GiB that holds svtpm on the svm platform (its
+/// pc-dimm, hidden from the guest), right below the host channel at
+/// 0x1_0400_0000 and above the image's loaded pages, as an SVSM keeps its
+/// secrets page inside its own memory. (The svm platform itself receives
+/// the page through fw_cfg; the GPA only enters the digest.) An image
+/// whose pages reach it is refused.
 pub const SECRETS_GPA: u64 = 0x1_03FF_F000;
 
 /// Highest GPA a page may have: GPAs are 52-bit.
