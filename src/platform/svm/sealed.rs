@@ -234,7 +234,7 @@ pub fn open(
     log::info!("boot-time phase=state ms={}", t.state_ms);
     match unlocked.outcome {
         Outcome::Opened { generation, slot } => log::info!(
-            "vTPM {}: state opened (generation {generation}, slot {slot})",
+            "vTPM {}: state opened (generation {generation}, {slot})",
             id.as_str()
         ),
         Outcome::Provisioned => log::info!(
