@@ -58,7 +58,12 @@ impl Stats {
         let mut parts: Vec<String> = self
             .per_type
             .iter()
-            .map(|(k, (n, t))| format!("{k} {n} (mean {})", fmt_duration(*t / (*n as u32))))
+            .map(|(k, (n, t))| {
+                let mean = t
+                    .checked_div(u32::try_from(*n).unwrap_or(u32::MAX))
+                    .unwrap_or_default();
+                format!("{k} {n} (mean {})", fmt_duration(mean))
+            })
             .collect();
         if self.refused > 0 {
             parts.push(format!("malformed {}", self.refused));

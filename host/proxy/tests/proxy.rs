@@ -2,8 +2,8 @@
 //! guest's end of the channel (`svtpm::hostchan::Channel` and its
 //! adapters, the code svtpm runs) over a second mapping of the file:
 //! HELLO and LOG, the state slots on disk, the HTTP relay, the simulated
-//! PSP's reports verified against the chain, start-up errors, and the
-//! clean exit on SIGTERM.
+//! PSP's reports verified against the chain, start-up errors, the clean
+//! exit on SIGTERM and SIGINT, and the round-trip latency.
 
 mod common;
 
@@ -83,8 +83,10 @@ fn slots_are_written_flushed_read_and_kept_across_restarts() {
             std::fs::read(env.state.join("slot-b.svtpm")).unwrap(),
             b"slot b"
         );
-        let (status, log) = proxy.stop();
-        assert!(status.success());
+        // SIGINT (Ctrl-C) ends it as cleanly as SIGTERM.
+        let (status, log) = proxy.stop_with("INT");
+        assert!(status.success(), "{status:?}");
+        assert!(log.contains("stopping on a signal"), "{log}");
         assert!(log.contains("SLOT_WRITE A: 70000 bytes"), "{log}");
         assert!(log.contains("SLOT_FLUSH"), "{log}");
         // Sizes only, never blob bytes.

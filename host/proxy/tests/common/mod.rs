@@ -191,9 +191,15 @@ impl Proxy {
     }
 
     /// Sends SIGTERM and waits: exit status and the whole log.
-    pub fn stop(mut self) -> (ExitStatus, String) {
+    pub fn stop(self) -> (ExitStatus, String) {
+        self.stop_with("TERM")
+    }
+
+    /// Sends SIG`signal` and waits: exit status and the whole log.
+    pub fn stop_with(mut self, signal: &str) -> (ExitStatus, String) {
         let pid = self.child.id().to_string();
-        let ok = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let flag = format!("-{signal}");
+        let ok = Command::new("kill").args([&flag, &pid]).status().unwrap();
         assert!(ok.success());
         let status = self.child.wait().unwrap();
         if let Some(r) = self.reader.take() {
