@@ -14,14 +14,14 @@
 //! - Refused boots ([`crate::refusal`]), each its own step.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context, Result};
 
 use crate::acpi;
 use crate::console::Persist;
 use crate::guest::Medium;
-use crate::hosttools::{self, HostTools, Tool};
+use crate::hosttools::{self, HostTools};
 use crate::imagelog::{ImageBoot, StateOutcome};
 use crate::interrupt;
 use crate::qemu::{self, Report, Tpm};
@@ -121,7 +121,9 @@ fn setup(ws: &Workspace, image: &Path) -> Result<Ctx> {
     let tools = HostTools::build(ws, hosttools::ALL)?;
     let dir = StackDir::new(ws.target_dir().join("svtpm-test"));
     let other_chain = dir.root().join("chain-other");
-    fresh_test_dir(&dir, &other_chain, tools.path(Tool::PspSim)?)?;
+    let psp_sim_changed = newest_change(&ws.path("host/psp-sim/src"))?
+        .max(std::fs::metadata(ws.path("host/psp-sim/Cargo.toml"))?.modified()?);
+    fresh_test_dir(&dir, &other_chain, psp_sim_changed)?;
     dir.ensure_base(&tools)?;
     if tools.gen_chain(&other_chain)? {
         println!(
@@ -152,16 +154,15 @@ fn setup(ws: &Workspace, image: &Path) -> Result<Ctx> {
 }
 
 /// Empties the test directory but for the chains and secrets page, which
-/// take seconds to generate; they are regenerated when svtpm-psp-sim was
-/// rebuilt since.
-fn fresh_test_dir(dir: &StackDir, other_chain: &Path, psp_sim: &Path) -> Result<()> {
+/// take seconds to generate; they are regenerated when svtpm-psp-sim's
+/// sources (`changed`: their newest modification) changed since.
+fn fresh_test_dir(dir: &StackDir, other_chain: &Path, changed: SystemTime) -> Result<()> {
     let keep = [dir.chain(), other_chain.to_path_buf(), dir.secrets()];
-    let tool_time = std::fs::metadata(psp_sim)?.modified()?;
     for k in &keep {
         let made = std::fs::metadata(k.join("ark.pem"))
             .or_else(|_| std::fs::metadata(k))
             .and_then(|m| m.modified());
-        if made.is_ok_and(|t| t < tool_time) {
+        if made.is_ok_and(|t| t < changed) {
             remove(k)?;
         }
     }
@@ -174,6 +175,22 @@ fn fresh_test_dir(dir: &StackDir, other_chain: &Path, psp_sim: &Path) -> Result<
         }
     }
     Ok(())
+}
+
+/// The newest modification time of the files under `dir`.
+fn newest_change(dir: &Path) -> Result<SystemTime> {
+    let mut newest = SystemTime::UNIX_EPOCH;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let t = if kind.is_dir() {
+            newest_change(&entry.path())?
+        } else {
+            entry.metadata()?.modified()?
+        };
+        newest = newest.max(t);
+    }
+    Ok(newest)
 }
 
 fn remove(path: &Path) -> Result<()> {

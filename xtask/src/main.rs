@@ -152,6 +152,10 @@ enum Task {
         /// Skip the formatting and clippy steps.
         #[arg(long)]
         quick: bool,
+        /// Run only the attested boot's steps (two boots of a new vTPM and
+        /// the refused boots), with the image and guest medium they need.
+        #[arg(long)]
+        attested: bool,
     },
     /// Fuzz each target (all of fuzz/fuzz_targets/*.rs by default) for a bounded time.
     ///
@@ -232,7 +236,7 @@ fn real_main() -> Result<()> {
         }
         Task::Kbs { port } => devstack::kbs(&ws, port),
         Task::Provision { vtpm_id } => devstack::provision(&ws, vtpm_id.as_deref()),
-        Task::Test { quick } => test::test(&ws, quick),
+        Task::Test { quick, attested } => test::test(&ws, quick, attested),
         Task::Fuzz { target, seconds } => fuzz::fuzz(&ws, target.as_deref(), seconds),
         Task::Bench(args) => bench::bench(&ws, &args),
         Task::ImportSwtpm(args) => import::import_swtpm(&ws, &args),

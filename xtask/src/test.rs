@@ -40,8 +40,12 @@ pub const NEEDS: &[Group] = &[Group::Build, Group::Test, Group::Guest];
 /// The time limit of one guest boot (a passing one takes well under a minute).
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// Runs the checks in order; `quick` skips fmt and clippy.
-pub fn test(ws: &Workspace, quick: bool) -> Result<()> {
+/// Runs the checks in order; `quick` skips fmt and clippy; `attested_only`
+/// runs only the attested boot's steps (and the image and medium they need).
+pub fn test(ws: &Workspace, quick: bool, attested_only: bool) -> Result<()> {
+    if attested_only {
+        return attested_steps_only(ws);
+    }
     let mut s = Steps::new("test");
     s.run("Debian packages", || packages::ensure(NEEDS))?;
     s.run("Rust target x86_64-unknown-none", || {
@@ -140,6 +144,35 @@ pub fn test(ws: &Workspace, quick: bool) -> Result<()> {
             Ok(path) => image_checks(ws, path, &medium.kernel_release),
             Err(why) => Ok(Outcome::Skipped(why.clone())),
         },
+    )?;
+    s.finish();
+    Ok(())
+}
+
+/// `--attested`: packages, image, medium, then [`attested::steps`].
+fn attested_steps_only(ws: &Workspace) -> Result<()> {
+    let mut s = Steps::new("test");
+    s.run("Debian packages", || packages::ensure(NEEDS))?;
+    let mut image: Result<PathBuf, String> = Err(String::new());
+    s.run("svtpm image (release)", || {
+        if let Some(why) = elf::image_missing(ws)? {
+            image = Err(why.clone());
+            return Ok(Outcome::Skipped(why));
+        }
+        image = Ok(elf::build_image(ws)?);
+        Ok(Outcome::Done)
+    })?;
+    let mut medium = None;
+    s.run("guest boot medium", || {
+        medium = Some(guest::build(ws)?);
+        Ok(Outcome::Done)
+    })?;
+    let medium = medium.context("no boot medium")?;
+    attested::steps(
+        ws,
+        &mut s,
+        image.as_deref().map_err(String::as_str),
+        &medium,
     )?;
     s.finish();
     Ok(())
