@@ -192,10 +192,13 @@ fn report_refusal(e: VerifyError) -> String {
     match e {
         VerifyError::ChipIdMismatch => format!("chip id check failed: {e}"),
         VerifyError::TcbMismatch { .. } => format!("tcb check failed: {e}"),
-        VerifyError::NotVcekSigned
-        | VerifyError::Report(
-            SnpError::SignatureInvalid | SnpError::SignatureEncoding | SnpError::PublicKey,
-        ) => format!("signature check failed: {e} (VCEK)"),
+        VerifyError::NotVcekSigned => format!("signature check failed: {e}"),
+        VerifyError::Report(SnpError::SignatureInvalid) => {
+            "signature check failed: report signature does not verify under the VCEK".into()
+        }
+        VerifyError::Report(inner @ (SnpError::SignatureEncoding | SnpError::PublicKey)) => {
+            format!("signature check failed: {inner}")
+        }
         other => format!("evidence check failed: {other}"),
     }
 }

@@ -26,7 +26,7 @@ use kbs_types::{Attestation, Request, TeePubKey};
 use log::{info, warn};
 use serde::Serialize;
 use serde_json::json;
-use sha2::{Digest, Sha384};
+use sha2::{Digest, Sha256, Sha384};
 use svtpm::attest::kbs::generation::{self, GenerationKey, Outcome};
 use svtpm::attest::kbs::http::SESSION_COOKIE;
 use svtpm::attest::kbs::resource::{STATE_KEY_TAG, SVTPM_REPOSITORY};
@@ -130,9 +130,11 @@ impl Kbs {
         verifier: Box<dyn AttestationVerifier>,
         data: DataDir,
     ) -> anyhow::Result<Self> {
-        let tokens = TokenIssuer::new(data.token_key()?, policy.token_lifetime);
+        let token_key = data.token_key()?;
+        let nonce_key = nonce_key(&token_key);
+        let tokens = TokenIssuer::new(token_key, policy.token_lifetime);
         Ok(Self {
-            sessions: Sessions::new(policy.session_lifetime),
+            sessions: Sessions::new(policy.session_lifetime, nonce_key),
             policy,
             verifier,
             data,
@@ -214,9 +216,9 @@ impl Kbs {
             .map_err(|e| Refusal::attestation(format!("attestation is not valid: {e}")))?;
         if att.runtime_data.nonce != nonce {
             return Err(Refusal::attestation(
-                if self.sessions.issued_to_other(&att.runtime_data.nonce, id) {
-                    "nonce check failed: runtime-data nonce is the challenge of another \
-                     session (replayed attestation)"
+                if self.sessions.issued_here(&att.runtime_data.nonce) {
+                    "nonce check failed: runtime-data nonce was issued by this broker to \
+                     another session (replayed attestation)"
                 } else {
                     "nonce check failed: runtime-data nonce is not the challenge of this session"
                 },
@@ -343,6 +345,17 @@ impl Kbs {
             }
         }
     }
+}
+
+/// The key that tags session nonces, derived from the token key (so it is
+/// as durable and as secret as that key): HMAC-SHA256(token key, label).
+fn nonce_key(token_key: &p256::ecdsa::SigningKey) -> zeroize::Zeroizing<[u8; 32]> {
+    use hmac::Mac;
+    let secret = zeroize::Zeroizing::new(token_key.to_bytes());
+    let mut mac = <hmac::Hmac<Sha256> as Mac>::new_from_slice(secret.as_slice())
+        .expect("HMAC takes any key length");
+    mac.update(b"svtpm-kbs session nonce key v1");
+    zeroize::Zeroizing::new(mac.finalize().into_bytes().into())
 }
 
 /// REPORT_DATA the primary evidence must carry: SHA-384 of the RFC 8785

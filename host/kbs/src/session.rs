@@ -3,10 +3,16 @@
 //! issued (32 random bytes, standard base64, as Trustee's). A nonce is good
 //! for one attestation attempt on its own session before the session
 //! expires; the attempt consumes it whatever its outcome, so evidence can
-//! never be replayed. A session keeps its nonce until it is dropped, so an
-//! attestation carrying another session's nonce (a replayed attest body) is
-//! recognised as such. An attested session holds the TEE key the resources
+//! never be replayed. An attested session holds the TEE key the resources
 //! are wrapped to.
+//!
+//! Each nonce carries its own proof of origin: 16 random bytes, then the
+//! first 16 bytes of HMAC-SHA256 over them under a key only this broker
+//! holds (derived from its token key, so it survives restarts). An
+//! attestation whose nonce is not its session's challenge but carries a
+//! valid tag was made for another session of this broker — an attest body
+//! recorded earlier (another session, another boot, before a restart) and
+//! replayed — and is refused saying so.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -14,7 +20,10 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use hmac::{Hmac, Mac};
 use kbs_types::{Tee, TeePubKey};
+use sha2::Sha256;
+use zeroize::Zeroizing;
 
 use crate::refusal::Refusal;
 
@@ -51,11 +60,27 @@ pub struct Session {
     pub stage: Stage,
 }
 
+/// Random bytes of a nonce.
+const NONCE_RANDOM: usize = 16;
+/// Tag bytes of a nonce.
+const NONCE_TAG: usize = 16;
+/// Domain separation of the nonce tag.
+const NONCE_DOMAIN: &[u8] = b"svtpm-kbs nonce v1\0";
+
 /// All sessions.
-#[derive(Debug)]
 pub struct Sessions {
     lifetime: Duration,
+    nonce_key: Zeroizing<[u8; 32]>,
     map: Mutex<HashMap<String, Session>>,
+}
+
+impl std::fmt::Debug for Sessions {
+    // The nonce key is never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions")
+            .field("lifetime", &self.lifetime)
+            .finish_non_exhaustive()
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -63,11 +88,44 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 impl Sessions {
-    /// Sessions living `lifetime`.
-    pub fn new(lifetime: Duration) -> Self {
+    /// Sessions living `lifetime`, their nonces tagged under `nonce_key`.
+    pub fn new(lifetime: Duration, nonce_key: Zeroizing<[u8; 32]>) -> Self {
         Self {
             lifetime,
+            nonce_key,
             map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn nonce_mac(&self, random: &[u8]) -> Hmac<Sha256> {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.nonce_key.as_ref())
+            .expect("HMAC takes any key length");
+        mac.update(NONCE_DOMAIN);
+        mac.update(random);
+        mac
+    }
+
+    /// A fresh nonce: random bytes and their tag, standard base64 (32
+    /// bytes, like Trustee's).
+    fn new_nonce(&self) -> anyhow::Result<String> {
+        let mut nonce = [0u8; NONCE_RANDOM + NONCE_TAG];
+        crate::random(&mut nonce[..NONCE_RANDOM])?;
+        let tag = self
+            .nonce_mac(&nonce[..NONCE_RANDOM])
+            .finalize()
+            .into_bytes();
+        nonce[NONCE_RANDOM..].copy_from_slice(&tag[..NONCE_TAG]);
+        Ok(STANDARD.encode(nonce))
+    }
+
+    /// Whether this broker (with this nonce key) issued `nonce`.
+    pub fn issued_here(&self, nonce: &str) -> bool {
+        match STANDARD.decode(nonce) {
+            Ok(raw) if raw.len() == NONCE_RANDOM + NONCE_TAG => self
+                .nonce_mac(&raw[..NONCE_RANDOM])
+                .verify_truncated_left(&raw[NONCE_RANDOM..])
+                .is_ok(),
+            _ => false,
         }
     }
 
@@ -83,11 +141,10 @@ impl Sessions {
     /// Opens a session for `tee`: returns its id and nonce.
     pub fn open(&self, tee: Tee) -> Result<(String, String), Refusal> {
         let mut id = [0u8; 16];
-        let mut nonce = [0u8; 32];
-        crate::random(&mut id)
-            .and_then(|()| crate::random(&mut nonce))
+        let nonce = crate::random(&mut id)
+            .and_then(|()| self.new_nonce())
             .map_err(|e| Refusal::new(500, "InternalError", e.to_string()))?;
-        let (id, nonce) = (hex(&id), STANDARD.encode(nonce));
+        let id = hex(&id);
         let now = Instant::now();
         let mut map = self.lock();
         if map.len() >= MAX_SESSIONS {
@@ -127,15 +184,6 @@ impl Sessions {
                 )))
             }
         }
-    }
-
-    /// Whether `nonce` was issued to a session other than `id` that the
-    /// broker still holds (expired or not): an attestation carrying it was
-    /// made for that session and replayed here.
-    pub fn issued_to_other(&self, nonce: &str, id: &str) -> bool {
-        self.lock()
-            .iter()
-            .any(|(other, s)| other != id && s.nonce == nonce)
     }
 
     /// Marks session `id` attested.
@@ -198,21 +246,20 @@ mod tests {
         }
     }
 
+    fn sessions(lifetime: Duration, key: u8) -> Sessions {
+        Sessions::new(lifetime, Zeroizing::new([key; 32]))
+    }
+
     #[test]
     fn nonces_are_single_use_and_sessions_expire() {
-        let s = Sessions::new(Duration::from_millis(200));
+        let s = sessions(Duration::from_millis(200), 1);
         let (id, nonce) = s.open(Tee::Snp).unwrap();
         assert_eq!(id.len(), 32);
         assert_eq!(STANDARD.decode(&nonce).unwrap().len(), 32);
         let (other_id, other_nonce) = s.open(Tee::Snp).unwrap();
         assert_ne!((&id, &nonce), (&other_id, &other_nonce));
         assert!(s.attested_key(&id).is_err());
-        assert!(s.issued_to_other(&nonce, &other_id));
-        assert!(!s.issued_to_other(&nonce, &id));
-        assert!(!s.issued_to_other("never issued", &id));
         assert_eq!(s.take_nonce(&id).unwrap(), (Tee::Snp, nonce.clone()));
-        // A spent nonce is still known as this session's.
-        assert!(s.issued_to_other(&nonce, &other_id));
         let r = s.take_nonce(&id).unwrap_err();
         assert!(r.detail.contains("already used"), "{}", r.detail);
         s.attest(&id, key(), "t".into()).unwrap();
@@ -233,5 +280,28 @@ mod tests {
             .detail
             .contains("expired"));
         assert!(s.attested_key(&id).unwrap_err().detail.contains("expired"));
+    }
+
+    #[test]
+    fn nonces_prove_which_broker_issued_them() {
+        let s = sessions(Duration::from_secs(60), 1);
+        let (_, nonce) = s.open(Tee::Snp).unwrap();
+        assert!(s.issued_here(&nonce));
+        // The same key after a restart (no sessions left) still knows it.
+        assert!(sessions(Duration::from_secs(60), 1).issued_here(&nonce));
+        // Another broker's key does not.
+        assert!(!sessions(Duration::from_secs(60), 2).issued_here(&nonce));
+        // Any changed bit, another length, not base64.
+        let mut raw = STANDARD.decode(&nonce).unwrap();
+        for i in [0, 15, 16, 31] {
+            raw[i] ^= 0x01;
+            assert!(!s.issued_here(&STANDARD.encode(&raw)), "byte {i}");
+            raw[i] ^= 0x01;
+        }
+        assert!(s.issued_here(&STANDARD.encode(&raw)));
+        assert!(!s.issued_here(&STANDARD.encode(&raw[..31])));
+        assert!(!s.issued_here(&STANDARD.encode([0u8; 32])));
+        assert!(!s.issued_here("not base64!"));
+        assert!(!s.issued_here(""));
     }
 }

@@ -30,12 +30,17 @@ use svtpm_kbs::relay::HttpRelay;
 use svtpm_psp_sim::Psp;
 use svtpm_snp_verify::TrustAnchor;
 
+/// The chain check anchored on the trusted chain's ARK.
+fn trusted_check() -> ChainCheck {
+    let anchor = TrustAnchor::from_bytes(&trusted().certs.ark).unwrap();
+    ChainCheck::new(vec![anchor]).unwrap()
+}
+
 /// A broker trusting the trusted chain's ARK.
 fn broker_with(lifetime: Duration) -> Fixture {
-    let anchor = TrustAnchor::from_bytes(&trusted().certs.ark).unwrap();
     let mut policy = Policy::new(vec![GOOD_MEASUREMENT]);
     policy.session_lifetime = lifetime;
-    Fixture::with(policy, Box::new(ChainCheck::new(vec![anchor]).unwrap()))
+    Fixture::with(policy, Box::new(trusted_check()))
 }
 
 fn broker() -> Fixture {
@@ -294,7 +299,7 @@ impl Transport for Recording {
 
 #[test]
 fn replayed_attestation_is_refused() {
-    let f = broker();
+    let mut f = broker();
     let mut p = Platform::on(trusted());
     let mut rec = Recording {
         inner: f.relay(),
@@ -340,16 +345,66 @@ fn replayed_attestation_is_refused() {
         .unwrap()
         .expect_ok()
         .unwrap_err();
-    assert_eq!(
-        refusal_detail(&e),
-        "nonce check failed: runtime-data nonce is the challenge of another session \
-         (replayed attestation)"
-    );
+    assert_eq!(refusal_detail(&e), REPLAYED);
     // That attempt spent the new session's nonce too.
     let fresh = later.attest_request(&mut p.evidence()).unwrap();
     let e = f.relay().exchange(&fresh).unwrap().expect_ok().unwrap_err();
     assert!(refusal_detail(&e).contains("already used"), "{e:?}");
+
+    // After a restart of the broker (every session gone), the recorded
+    // body is still recognised as a replay.
+    f.restart(Box::new(trusted_check()));
+    let mut after = KbsClient::new(&mut Os).unwrap();
+    let auth = after.auth_request();
+    after
+        .handle_auth_response(&f.relay().exchange(&auth).unwrap())
+        .unwrap();
+    let mut replay = attest.clone();
+    replay
+        .headers
+        .retain(|(n, _)| !n.eq_ignore_ascii_case("cookie"));
+    replay.headers.push((
+        "Cookie".into(),
+        format!("kbs-session-id={}", after.session().unwrap().as_str()),
+    ));
+    let e = f
+        .relay()
+        .exchange(&replay)
+        .unwrap()
+        .expect_ok()
+        .unwrap_err();
+    assert_eq!(refusal_detail(&e), REPLAYED);
+
+    // A nonce the broker never issued is not called a replay.
+    let mut forged: Value = serde_json::from_slice(&attest.body).unwrap();
+    forged["runtime-data"]["nonce"] = Value::from("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+    let mut other = KbsClient::new(&mut Os).unwrap();
+    let auth = other.auth_request();
+    other
+        .handle_auth_response(&f.relay().exchange(&auth).unwrap())
+        .unwrap();
+    replay.body = serde_json::to_vec(&forged).unwrap();
+    replay
+        .headers
+        .retain(|(n, _)| !n.eq_ignore_ascii_case("cookie"));
+    replay.headers.push((
+        "Cookie".into(),
+        format!("kbs-session-id={}", other.session().unwrap().as_str()),
+    ));
+    let e = f
+        .relay()
+        .exchange(&replay)
+        .unwrap()
+        .expect_ok()
+        .unwrap_err();
+    assert_eq!(
+        refusal_detail(&e),
+        "nonce check failed: runtime-data nonce is not the challenge of this session"
+    );
 }
+
+const REPLAYED: &str = "nonce check failed: runtime-data nonce was issued by this broker to \
+                        another session (replayed attestation)";
 
 #[test]
 fn expired_session_is_refused() {

@@ -119,6 +119,7 @@ pub struct Fixture {
     pub kbs: Arc<Kbs>,
     pub id: VtpmId,
     pub key: [u8; 32],
+    pub policy: Policy,
 }
 
 impl Fixture {
@@ -139,7 +140,7 @@ impl Fixture {
         let id = data.provision(Some(VtpmId::new("vm-1").unwrap())).unwrap();
         let key = *data.state_key(&id).unwrap().unwrap();
         let verifier = SnpVerifier::new(check);
-        let kbs = Arc::new(Kbs::new(policy, Box::new(verifier), data).unwrap());
+        let kbs = Arc::new(Kbs::new(policy.clone(), Box::new(verifier), data).unwrap());
         let server = serve(Arc::clone(&kbs), "127.0.0.1:0".parse().unwrap(), 2).unwrap();
         Self {
             dir,
@@ -147,7 +148,21 @@ impl Fixture {
             kbs,
             id,
             key,
+            policy,
         }
+    }
+
+    /// Stops the broker and starts a new one on the same data directory
+    /// and policy (all sessions are gone), deciding with `check`.
+    pub fn restart(&mut self, check: Box<dyn ReportSignatureCheck>) {
+        if let Some(s) = self.server.take() {
+            s.stop();
+        }
+        let data = DataDir::open(self.dir.path()).unwrap();
+        let verifier = SnpVerifier::new(check);
+        self.kbs = Arc::new(Kbs::new(self.policy.clone(), Box::new(verifier), data).unwrap());
+        self.server =
+            Some(serve(Arc::clone(&self.kbs), "127.0.0.1:0".parse().unwrap(), 2).unwrap());
     }
 
     pub fn addr(&self) -> SocketAddr {
