@@ -170,3 +170,161 @@ fn a_replayed_attestation_is_refused() {
     assert!(detail.starts_with("nonce check failed"), "{detail}");
     assert!(detail.contains("replayed"), "{detail}");
 }
+
+/// Time for the unlock sequence: real for `now_ms`, recorded for sleeps
+/// (so retries are counted without waiting).
+#[derive(Default)]
+struct TestClock {
+    sleeps: std::cell::RefCell<Vec<u64>>,
+}
+
+impl svtpm::unlock::Clock for TestClock {
+    fn now_ms(&self) -> u64 {
+        common::now_ns() / 1_000_000
+    }
+    fn sleep_ms(&self, ms: u64) {
+        self.sleeps.borrow_mut().push(ms);
+    }
+}
+
+/// One boot's unlock through the proxy, as the image runs it; `check`
+/// sees the opened state (and may change it) before it is dropped.
+fn unlock_boot(
+    env: &Env,
+    guest: &Guest,
+    id: &VtpmId,
+    attempts: u32,
+    clock: &TestClock,
+    check: impl FnOnce(&mut dyn svtpm::engine::NvStorage, svtpm::unlock::Outcome),
+) -> Result<(), svtpm::unlock::UnlockError> {
+    use svtpm::hostchan::ChannelSlots;
+    let mut messenger =
+        GuestMessenger::new(env.page.vmpck(0).unwrap(), 0, GuestMessenger::FIRST_SEQNO).unwrap();
+    let mut snp = Snp(ChannelGuestRequest::new(&guest.chan));
+    let evidence = SnpEvidence::new(&mut messenger, &mut snp);
+    let config = svtpm::unlock::Config {
+        id: id.clone(),
+        attempts,
+        backoff_ms: 1000,
+    };
+    let mut unlocked = svtpm::unlock::unlock(
+        &config,
+        clock,
+        ChannelSlots::new(&guest.chan),
+        ChannelHttp::new(&guest.chan),
+        evidence,
+        OsEntropy,
+    )?;
+    check(&mut unlocked.state, unlocked.outcome);
+    Ok(())
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+#[test]
+fn unlock_provisions_a_new_vtpm_then_reopens_it_and_refuses_a_rolled_back_state() {
+    use svtpm::unlock::{Outcome, UnlockError};
+    let env = Env::new();
+    let broker = Broker::start(&env);
+    let clock = TestClock::default();
+    let boot = |check: &mut dyn FnMut(&mut dyn svtpm::engine::NvStorage, Outcome)| {
+        let p = proxy(&env, &broker, &[]);
+        let guest = Guest::attach(&env.channel).unwrap();
+        let r = unlock_boot(&env, &guest, &broker.id, 2, &clock, |s, o| check(s, o));
+        drop(guest);
+        p.stop();
+        r
+    };
+
+    // Boot 1: the broker has no record: a new vTPM, then one NV change.
+    boot(&mut |state, outcome| {
+        assert_eq!(outcome, Outcome::Provisioned);
+        assert_eq!(state.load("permall").unwrap(), None);
+        state.store("permall", b"first boot").unwrap();
+    })
+    .unwrap();
+    let after_first = env.dir.path().join("after-first");
+    copy_dir(&env.state, &after_first);
+
+    // Boot 2: the same state, opened; another change moves it on.
+    boot(&mut |state, outcome| {
+        assert!(
+            matches!(outcome, Outcome::Opened { generation: 2, .. }),
+            "{outcome:?}"
+        );
+        assert_eq!(
+            state.load("permall").unwrap().as_deref(),
+            Some(&b"first boot"[..])
+        );
+        state.store("permall", b"second boot").unwrap();
+    })
+    .unwrap();
+
+    // The host offers the state as it was after boot 1: refused, whatever
+    // the slots say, because the broker records generation 3.
+    for e in std::fs::read_dir(&env.state).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    copy_dir(&after_first, &env.state);
+    let before = std::fs::read_dir(&env.state).unwrap().count();
+    let err = boot(&mut |_, o| panic!("a rolled-back state was opened: {o:?}")).unwrap_err();
+    // Boot 1 left generation 2 on storage (provisioned as 1, then one
+    // change); boot 2 had the broker record 3.
+    assert!(
+        matches!(
+            err,
+            UnlockError::State(svtpm::nvstate::StateError::Refused(
+                svtpm::nvstate::Refusal::Rollback {
+                    found: 2,
+                    recorded: 3
+                }
+            ))
+        ),
+        "{err:?}"
+    );
+    assert_eq!(err.stage(), svtpm::unlock::Stage::State);
+    assert_eq!(std::fs::read_dir(&env.state).unwrap().count(), before);
+    assert!(clock.sleeps.borrow().is_empty(), "nothing was retried");
+}
+
+#[test]
+fn unlock_gives_up_after_bounded_attempts_when_the_broker_is_down() {
+    let env = Env::new();
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let _p = Proxy::start(&env.args(&format!("http://{closed}")));
+    let guest = Guest::attach(&env.channel).unwrap();
+    let clock = TestClock::default();
+    let id = VtpmId::new("proxy-test").unwrap();
+    let err = unlock_boot(&env, &guest, &id, 3, &clock, |_, _| {
+        panic!("unlocked without a broker")
+    })
+    .unwrap_err();
+    match &err {
+        svtpm::unlock::UnlockError::AttestationFailed { attempts: 3, last } => {
+            assert!(
+                svtpm::hostchan::adapters::is_broker_unreachable(last),
+                "{last}"
+            );
+        }
+        other => panic!("expected AttestationFailed after 3 attempts, got {other:?}"),
+    }
+    assert_eq!(*clock.sleeps.borrow(), [1000, 2000]);
+    assert!(std::fs::read_dir(&env.state)
+        .map(|d| d.count() == 0)
+        .unwrap_or(true));
+}
