@@ -13,10 +13,8 @@ use std::sync::Arc;
 
 use common::{Env, Guest, Proxy};
 use svtpm::attest::kbs::{exchange, KbsClient, KbsError, VtpmId};
-use svtpm::attest::snp::{
-    CertTableSource, GuestMessenger, GuestRequestTransport, SnpEvidence, TransportError,
-};
-use svtpm::hostchan::{ChannelGuestRequest, ChannelHttp, MemRegion};
+use svtpm::attest::snp::{GuestMessenger, SnpEvidence};
+use svtpm::hostchan::{ChannelGuestRequest, ChannelHttp};
 use svtpm_kbs::chain_check::ChainCheck;
 use svtpm_kbs::policy::Policy;
 use svtpm_kbs::server::{serve, Kbs, Running};
@@ -69,26 +67,11 @@ impl Drop for Broker {
     }
 }
 
-/// The guest-request adapter with its certificate table, for SnpEvidence.
-struct Snp<'a>(ChannelGuestRequest<'a, MemRegion>);
-
-impl GuestRequestTransport for Snp<'_> {
-    fn exchange(&mut self, request: &[u8], response: &mut [u8]) -> Result<(), TransportError> {
-        self.0.exchange(request, response)
-    }
-}
-
-impl CertTableSource for Snp<'_> {
-    fn take_cert_table(&mut self) -> Vec<u8> {
-        self.0.take_cert_table()
-    }
-}
-
 /// One boot's attestation through the proxy; the client on success.
 fn attest(env: &Env, guest: &Guest) -> Result<KbsClient, KbsError> {
     let mut messenger =
         GuestMessenger::new(env.page.vmpck(0).unwrap(), 0, GuestMessenger::FIRST_SEQNO).unwrap();
-    let mut snp = Snp(ChannelGuestRequest::new(&guest.chan));
+    let mut snp = ChannelGuestRequest::new(&guest.chan);
     let mut evidence = SnpEvidence::new(&mut messenger, &mut snp);
     let mut http = ChannelHttp::new(&guest.chan);
     let mut client = KbsClient::new(&mut OsEntropy).unwrap();
@@ -200,7 +183,7 @@ fn unlock_boot(
     use svtpm::hostchan::ChannelSlots;
     let mut messenger =
         GuestMessenger::new(env.page.vmpck(0).unwrap(), 0, GuestMessenger::FIRST_SEQNO).unwrap();
-    let mut snp = Snp(ChannelGuestRequest::new(&guest.chan));
+    let mut snp = ChannelGuestRequest::new(&guest.chan);
     let evidence = SnpEvidence::new(&mut messenger, &mut snp);
     let config = svtpm::unlock::Config {
         id: id.clone(),

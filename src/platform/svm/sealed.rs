@@ -27,10 +27,7 @@ use crate::arch::entropy::HwEntropy;
 use crate::arch::fwcfg;
 use crate::arch::fwcfg_io::FwCfg;
 use crate::attest::kbs::VtpmId;
-use crate::attest::snp::{
-    CertTableSource, GuestMessenger, GuestRequestTransport, SecretsPage, SnpEvidence,
-    TransportError,
-};
+use crate::attest::snp::{GuestMessenger, SecretsPage, SnpEvidence};
 use crate::engine::NvStorage;
 use crate::hostchan::{Channel, ChannelGuestRequest, ChannelHttp, ChannelSlots, MemRegion};
 use crate::unlock::{self, Clock, Outcome};
@@ -66,22 +63,6 @@ impl SealedError {
 impl fmt::Display for SealedError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.stage, self.reason)
-    }
-}
-
-/// The PSP as reached through the channel: guest requests go to the
-/// proxy, and the certificate table of the extended request comes back.
-struct Psp(ChannelGuestRequest<'static, MemRegion>);
-
-impl GuestRequestTransport for Psp {
-    fn exchange(&mut self, request: &[u8], response: &mut [u8]) -> Result<(), TransportError> {
-        self.0.exchange(request, response)
-    }
-}
-
-impl CertTableSource for Psp {
-    fn take_cert_table(&mut self) -> alloc::vec::Vec<u8> {
-        self.0.take_cert_table()
     }
 }
 
@@ -212,7 +193,10 @@ pub fn open(
     log::info!("boot-time phase=hostchan ms={}", t1 - t0);
 
     let messenger: &'static mut GuestMessenger = Box::leak(Box::new(messenger));
-    let psp: &'static mut Psp = Box::leak(Box::new(Psp(ChannelGuestRequest::new(chan))));
+    // The PSP, reached through the channel (the extended guest request
+    // brings the host's certificate table along).
+    let psp: &'static mut ChannelGuestRequest<'static, MemRegion> =
+        Box::leak(Box::new(ChannelGuestRequest::new(chan)));
     let evidence = SnpEvidence::new(messenger, psp);
     let config = unlock::Config {
         id: id.clone(),
