@@ -173,6 +173,33 @@ else
     show "$W/err"
 fi
 
+# --- dictionary-attack counter --------------------------------------------
+# A TPM whose state persists counts a power loss without TPM2_Shutdown as a
+# failed authorization (if DA-protected objects were used) and, after
+# TPM2_PT_MAX_AUTH_FAIL of them, refuses every DA-protected authorization.
+# guest/init shuts the TPM down orderly, so the counter stays 0; a run cut
+# short (Ctrl-C, a timeout) leaves one behind, which is cleared here with
+# the lockout hierarchy's empty authorization so the checks below can run.
+if tpm2_getcap properties-variable >"$W/caps" 2>"$W/err"; then
+    da_count=$(awk '/TPM2_PT_LOCKOUT_COUNTER:/ { print $2 }' "$W/caps")
+    da_max=$(awk '/TPM2_PT_MAX_AUTH_FAIL:/ { print $2 }' "$W/caps")
+    da_locked=$(awk '/inLockout:/ { print $2 }' "$W/caps")
+    da_count=$((${da_count:-0}))
+    da_max=$((${da_max:-0}))
+    if [ "$da_count" -eq 0 ] && [ "$da_locked" = 0 ]; then
+        ok da-counter "failed-auth counter 0 of $da_max"
+    elif tpm2_dictionarylockout --clear-lockout >"$W/out" 2>"$W/err"; then
+        echo "svtpm-check: failed-auth counter was $da_count of $da_max (inLockout $da_locked): earlier boots ended without TPM2_Shutdown; cleared"
+        ok da-counter "failed-auth counter $da_count of $da_max, cleared"
+    else
+        bad da-counter "failed-auth counter $da_count of $da_max (inLockout $da_locked) and clearing it failed"
+        show "$W/err"
+    fi
+else
+    bad da-counter "tpm2_getcap properties-variable failed"
+    show "$W/err"
+fi
+
 # --- sealing under a PCR policy ------------------------------------------
 # Seal a secret to boot PCRs and the debug PCR, unseal it, then extend the
 # debug PCR: the same unseal must now fail. The debug PCR is reset afterwards.

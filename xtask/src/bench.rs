@@ -29,10 +29,10 @@ pub struct BenchArgs {
     /// svtpm-bench's iterations per command (CreatePrimary runs a tenth as many).
     #[arg(long)]
     pub iterations: Option<u32>,
-    /// Skip the guest benchmark (four QEMU TCG boots, a few minutes).
-    #[arg(long, conflicts_with = "guest_only")]
+    /// Skip the guest and boot benchmarks (QEMU TCG boots, a few minutes).
+    #[arg(long, conflicts_with_all = ["guest_only", "boot_only"])]
     pub no_guest: bool,
-    /// Run only the guest benchmark.
+    /// Run only the guest and boot benchmarks.
     #[arg(long, conflicts_with_all = ["json", "iterations"])]
     pub guest_only: bool,
     /// Iterations of each loop in the guest benchmark.
@@ -40,8 +40,11 @@ pub struct BenchArgs {
     pub guest_iterations: u32,
     /// Skip the boot benchmark (the attested boot's phases; 1 + 2N boots
     /// to OVMF's shell).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "boot_only")]
     pub no_boot: bool,
+    /// Run only the boot benchmark.
+    #[arg(long, conflicts_with_all = ["json", "iterations", "guest_only"])]
+    pub boot_only: bool,
     /// Boots of each kind (attested, in-memory) in the boot benchmark.
     #[arg(long, value_name = "N", default_value_t = bootbench::DEFAULT_RUNS,
           value_parser = clap::value_parser!(u32).range(1..))]
@@ -54,7 +57,7 @@ pub fn bench(ws: &Workspace, args: &BenchArgs) -> Result<()> {
     let mut s = Steps::new("bench");
     let needs = if args.no_guest { NEEDS } else { GUEST_NEEDS };
     s.run("Debian packages", || packages::ensure(needs))?;
-    if !args.guest_only {
+    if !args.guest_only && !args.boot_only {
         host_bench(ws, args, &mut s)?;
     }
     if !args.no_guest {
@@ -97,12 +100,6 @@ fn host_bench(ws: &Workspace, args: &BenchArgs, s: &mut Steps) -> Result<()> {
 }
 
 fn guest_bench(ws: &Workspace, args: &BenchArgs, s: &mut Steps) -> Result<()> {
-    let mut medium = None;
-    s.run("guest boot medium", || {
-        medium = Some(guest::build(ws)?);
-        Ok(Outcome::Done)
-    })?;
-    let medium = medium.context("no boot medium")?;
     let mut image: Result<PathBuf, String> = Err(String::new());
     s.run("svtpm image (release)", || {
         if let Some(why) = elf::image_missing(ws)? {
@@ -112,21 +109,29 @@ fn guest_bench(ws: &Workspace, args: &BenchArgs, s: &mut Steps) -> Result<()> {
         image = Ok(elf::build_image(ws)?);
         Ok(Outcome::Done)
     })?;
-    let mut runs = Vec::new();
-    s.run(
-        "guest benchmark (svtpm and swtpm, TIS and CRB, under QEMU TCG)",
-        || {
-            runs = guestbench::run_all(
-                ws,
-                &medium,
-                image.as_deref().map_err(String::as_str),
-                args.guest_iterations,
-            )?;
-            println!("\n{}", guestbench::table(&runs, args.guest_iterations));
-            guestbench::check(&runs)?;
+    if !args.boot_only {
+        let mut medium = None;
+        s.run("guest boot medium", || {
+            medium = Some(guest::build(ws)?);
             Ok(Outcome::Done)
-        },
-    )?;
+        })?;
+        let medium = medium.context("no boot medium")?;
+        let mut runs = Vec::new();
+        s.run(
+            "guest benchmark (svtpm and swtpm, TIS and CRB, under QEMU TCG)",
+            || {
+                runs = guestbench::run_all(
+                    ws,
+                    &medium,
+                    image.as_deref().map_err(String::as_str),
+                    args.guest_iterations,
+                )?;
+                println!("\n{}", guestbench::table(&runs, args.guest_iterations));
+                guestbench::check(&runs)?;
+                Ok(Outcome::Done)
+            },
+        )?;
+    }
     s.run(
         &format!(
             "boot benchmark (attested boot phases: 1 provisioning + {n} attested + {n} \

@@ -198,7 +198,7 @@ impl ImageBoot {
             (None, Some(StateOutcome::Provisioned { id, generation })) => {
                 parts.push(format!("vTPM {id}: provisioned (generation {generation})"))
             }
-            (None, None) => parts.push("no vTPM state line".to_string()),
+            (None, None) => parts.push("no sealed state (in-memory TPM)".to_string()),
         }
         if !self.phases.is_empty() {
             let list: Vec<String> = self

@@ -569,6 +569,7 @@ pub fn required_checks(interface: Interface) -> Vec<&'static str> {
         "pcrread",
         "eventlog",
         "eventlog-replay:sha256",
+        "da-counter",
         "seal-unseal",
         "seal-policy",
         "persist",

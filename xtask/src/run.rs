@@ -172,6 +172,7 @@ pub fn run(ws: &Workspace, opts: Options) -> Result<()> {
                 ..qemu::Boot::new(opts.tpm, opts.interface, Duration::from_secs(opts.timeout))
             },
         )?;
+        interrupt::check()?;
         let verdict = r.verdict(&qemu::required_checks(opts.interface));
         report = Some(r);
         verdict.map(|()| Outcome::Done)
@@ -279,6 +280,7 @@ fn boot_attested(
             &[],
         )?;
         stack.stop();
+        interrupt::check()?;
         let verdict = r.verdict(&qemu::required_checks(opts.interface));
         report = Some(r);
         verdict.map(|()| Outcome::Done)
