@@ -139,10 +139,10 @@ enum Task {
     /// baseline and with the svtpm image on its in-memory TPM, each required
     /// to pass every guest check; the attested boot (svtpm-kbs, svtpm-proxy
     /// and the image, in target/svtpm-test/): a new vTPM provisioned and
-    /// booted twice, its NV contents and EK surviving, then twelve boots
+    /// booted twice, its NV contents and EK surviving, then thirteen boots
     /// that must be refused before the guest runs (wrong measurement,
     /// tampered report, untrusted chain, replayed nonce, debug policy,
-    /// corrupted/truncated/reordered/dropped host channel messages,
+    /// corrupted/truncated/reordered/mistyped/dropped host channel messages,
     /// corrupted state slots, broker unreachable, rolled-back state), each
     /// leaving the stored state and the broker's record unchanged; the
     /// image's own checks (tests/image/check.sh), none of which may fail.

@@ -11,7 +11,7 @@
 //! (`svtpm.state=ephemeral`). Each boot is killed after [`BOOT_TIMEOUT`].
 //! Then the attested boot ([`crate::attested`]): the image with svtpm-proxy
 //! and the development broker, two boots of one vTPM that must keep its NV
-//! contents and EK, and twelve boots that must be refused before the guest
+//! contents and EK, and thirteen boots that must be refused before the guest
 //! runs, each its own step. Then `tests/image/check.sh` runs the image's own
 //! end-to-end checks (self-test, exception and panic paths, OVMF over TIS
 //! and CRB, the guest's access to svtpm's memory, Linux binding tpm_tis)
