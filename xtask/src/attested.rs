@@ -2,7 +2,7 @@
 //! development broker end to end, then every way the boot must be refused.
 //!
 //! - Set-up: the host programs, a stack directory `target/svtpm-test/`
-//!   (fresh each run except its two test chains and secrets page), the
+//!   (fresh each run except its two test chains), the
 //!   policy allowing the image as built, a freshly provisioned vTPM.
 //! - Boot 1 (TIS): the image provisions the new vTPM; the guest passes its
 //!   checks and writes an NV index (`SVTPM-PERSIST wrote`).
@@ -65,6 +65,8 @@ pub struct AfterBoot1 {
     pub state: Snapshot,
     /// The broker's generation record.
     pub record: u64,
+    /// The secrets page boot 1 ran with (boot 2 must get new VMPCKs).
+    pub secrets: Vec<u8>,
 }
 
 /// Adds the attested steps to `s`: skipped with the reason when there is
@@ -77,7 +79,7 @@ pub fn steps(
 ) -> Result<()> {
     let mut ctx: Result<Ctx, String> = Err(String::new());
     s.run(
-        "attested stack set-up (host programs, test chains, secrets page, policy, new vTPM)",
+        "attested stack set-up (host programs, test chains, policy, new vTPM)",
         || match image {
             Ok(image) => {
                 ctx = Ok(setup(ws, image)?);
@@ -153,11 +155,11 @@ fn setup(ws: &Workspace, image: &Path) -> Result<Ctx> {
     })
 }
 
-/// Empties the test directory but for the chains and secrets page, which
-/// take seconds to generate; they are regenerated when svtpm-psp-sim's
+/// Empties the test directory but for the chains, which take seconds to
+/// generate; they are regenerated when svtpm-psp-sim's
 /// sources (`changed`: their newest modification) changed since.
 fn fresh_test_dir(dir: &StackDir, other_chain: &Path, changed: SystemTime) -> Result<()> {
-    let keep = [dir.chain(), other_chain.to_path_buf(), dir.secrets()];
+    let keep = [dir.chain(), other_chain.to_path_buf()];
     for k in &keep {
         let made = std::fs::metadata(k.join("ark.pem"))
             .or_else(|_| std::fs::metadata(k))
@@ -250,6 +252,12 @@ fn guest_boot(
     Ok(report)
 }
 
+/// The secrets page the last boot ran with.
+fn read_secrets(ctx: &Ctx) -> Result<Vec<u8>> {
+    let path = ctx.dir.secrets();
+    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
+}
+
 fn record_of(ctx: &Ctx) -> Result<u64> {
     let text = ctx
         .dir
@@ -295,6 +303,7 @@ fn boot1(ws: &Workspace, ctx: &mut Ctx, medium: &Medium) -> Result<Outcome> {
         persist,
         state,
         record,
+        secrets: read_secrets(ctx)?,
     });
     Ok(Outcome::Done)
 }
@@ -330,6 +339,12 @@ fn boot2(ws: &Workspace, ctx: &mut Ctx, medium: &Medium) -> Result<Outcome> {
     match report.summary.check("da-counter") {
         Some(c) if c.detail.starts_with("failed-auth counter 0 ") => {}
         other => bail!("boot 1 did not end with an orderly TPM shutdown the state kept: {other:?}"),
+    }
+    if read_secrets(ctx)? == b1.secrets {
+        bail!(
+            "boot 2 ran with boot 1's secrets page: the same VMPCK0 with message \
+             counters restarted at 1 repeats AES-GCM IVs"
+        );
     }
     let record = record_of(ctx)?;
     if record <= b1.record {

@@ -107,19 +107,15 @@ impl HostTools {
         Ok(true)
     }
 
-    /// `svtpm-psp-sim secrets-page --out FILE` unless FILE exists; whether
-    /// one was written.
-    pub fn secrets_page(&self, file: &Path) -> Result<bool> {
-        if file.is_file() {
-            return Ok(false);
-        }
+    /// `svtpm-psp-sim secrets-page --out FILE`: a new secrets page with
+    /// fresh VMPCKs, replacing any earlier one.
+    pub fn new_secrets_page(&self, file: &Path) -> Result<()> {
         steps::run(
             self.command(Tool::PspSim)?
                 .arg("secrets-page")
                 .arg("--out")
                 .arg(file),
-        )?;
-        Ok(true)
+        )
     }
 
     /// The launch digest of `image` (96 hex digits), as the simulated PSP

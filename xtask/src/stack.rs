@@ -7,6 +7,7 @@
 //! ```text
 //! chain/            test ARK -> ASK -> VCEK chain (svtpm-psp-sim gen-chain)
 //! secrets.page      SNP secrets page: the image's VMPCKs (fw_cfg) = the PSP's
+//!                   (new for every boot, as each SNP launch gets new VMPCKs)
 //! policy.json       the broker's policy: allowlist = the image as built now
 //! kbs/              the broker's data: token key, vtpm/<id>/{state-key,generation}
 //! vtpm-id           the vTPM `cargo xtask run` boots (provisioned once)
@@ -134,7 +135,7 @@ impl StackDir {
         }
     }
 
-    /// Creates the directory, the chain and the secrets page when missing.
+    /// Creates the directory and the chain when missing.
     pub fn ensure_base(&self, tools: &HostTools) -> Result<()> {
         fs::create_dir_all(&self.root)
             .with_context(|| format!("creating {}", self.root.display()))?;
@@ -143,9 +144,6 @@ impl StackDir {
                 "new test chain (ARK -> ASK -> VCEK) in {}",
                 self.chain().display()
             );
-        }
-        if tools.secrets_page(&self.secrets())? {
-            println!("new secrets page {}", self.secrets().display());
         }
         Ok(())
     }
@@ -336,6 +334,11 @@ impl Stack {
                 )?
             }
         };
+        // A new secrets page per boot. The simulated PSP, like the image,
+        // counts guest messages from 1 on every launch; under a kept VMPCK0
+        // the second boot would repeat the first boot's AES-GCM IVs with the
+        // same key. A real SNP launch derives new VMPCKs every time.
+        tools.new_secrets_page(&cfg.secrets)?;
         // A fresh channel file per boot: nothing of an old boot's mailbox.
         if cfg.channel.exists() {
             fs::remove_file(&cfg.channel)
