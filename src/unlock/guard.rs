@@ -6,10 +6,9 @@
 use alloc::vec::Vec;
 use core::fmt;
 
-use log::{info, warn};
+use log::info;
 use zeroize::Zeroizing;
 
-use crate::attest::kbs::generation::Outcome;
 use crate::attest::kbs::VtpmId;
 use crate::attest::kbs::{exchange, EvidenceSource, KbsClient, KbsError, KbsGuard, Transport};
 use crate::nvstate::{EntropySource, GenerationGuard, GuardError};
@@ -100,35 +99,12 @@ impl<T: Transport, V: EvidenceSource, E: EntropySource> BrokerGuard<T, V, E> {
 
 impl<T: Transport, V: EvidenceSource, E: EntropySource> GenerationGuard for BrokerGuard<T, V, E> {
     fn recorded(&mut self) -> Result<Option<u64>, GuardError> {
-        self.read().map_err(|e| {
-            warn!(
-                "kbs: generation record of {} unavailable: {e}",
-                self.id.as_str()
-            );
-            GuardError::Unavailable
-        })
+        let result = self.read();
+        exchange::guard_recorded(&self.id, result)
     }
 
     fn record(&mut self, generation: u64) -> Result<(), GuardError> {
-        match self.with_session(|g| g.write(generation)) {
-            Ok((Outcome::Recorded, _)) => Ok(()),
-            Ok((Outcome::Regression, recorded)) => {
-                warn!(
-                    "kbs: broker holds generation {recorded} for {}, refuses {generation}",
-                    self.id.as_str()
-                );
-                Err(GuardError::Regression {
-                    recorded,
-                    offered: generation,
-                })
-            }
-            Err(e) => {
-                warn!(
-                    "kbs: cannot record generation {generation} of {}: {e}",
-                    self.id.as_str()
-                );
-                Err(GuardError::Unavailable)
-            }
-        }
+        let result = self.with_session(|g| g.write(generation));
+        exchange::guard_record(&self.id, generation, result)
     }
 }

@@ -101,32 +101,49 @@ impl<'a, T: Transport, E: EntropySource> KbsGuard<'a, T, E> {
 
 impl<T: Transport, E: EntropySource> GenerationGuard for KbsGuard<'_, T, E> {
     fn recorded(&mut self) -> Result<Option<u64>, GuardError> {
-        self.read().map_err(|e| {
-            warn!("kbs: generation record of {} unavailable: {e}", self.id);
-            GuardError::Unavailable
-        })
+        let result = self.read();
+        guard_recorded(&self.id, result)
     }
 
     fn record(&mut self, generation: u64) -> Result<(), GuardError> {
-        match self.write(generation) {
-            Ok((Outcome::Recorded, _)) => Ok(()),
-            Ok((Outcome::Regression, recorded)) => {
-                warn!(
-                    "kbs: broker holds generation {recorded} for {}, refuses {generation}",
-                    self.id
-                );
-                Err(GuardError::Regression {
-                    recorded,
-                    offered: generation,
-                })
-            }
-            Err(e) => {
-                warn!(
-                    "kbs: cannot record generation {generation} of {}: {e}",
-                    self.id
-                );
-                Err(GuardError::Unavailable)
-            }
+        let result = self.write(generation);
+        guard_record(&self.id, generation, result)
+    }
+}
+
+/// A broker guard's [`GenerationGuard::recorded`] from the precise result
+/// of reading vTPM `id`'s record: any failure is
+/// [`GuardError::Unavailable`], with the reason logged.
+pub fn guard_recorded(
+    id: &VtpmId,
+    result: Result<Option<u64>, KbsError>,
+) -> Result<Option<u64>, GuardError> {
+    result.map_err(|e| {
+        warn!("kbs: generation record of {id} unavailable: {e}");
+        GuardError::Unavailable
+    })
+}
+
+/// A broker guard's [`GenerationGuard::record`] from the precise result of
+/// offering `generation` for vTPM `id`: an authenticated regression is
+/// [`GuardError::Regression`], any failure [`GuardError::Unavailable`].
+pub fn guard_record(
+    id: &VtpmId,
+    generation: u64,
+    result: Result<(Outcome, u64), KbsError>,
+) -> Result<(), GuardError> {
+    match result {
+        Ok((Outcome::Recorded, _)) => Ok(()),
+        Ok((Outcome::Regression, recorded)) => {
+            warn!("kbs: broker holds generation {recorded} for {id}, refuses {generation}");
+            Err(GuardError::Regression {
+                recorded,
+                offered: generation,
+            })
+        }
+        Err(e) => {
+            warn!("kbs: cannot record generation {generation} of {id}: {e}");
+            Err(GuardError::Unavailable)
         }
     }
 }
