@@ -157,19 +157,6 @@ fn bad_report_signature_is_refused() {
     );
 }
 
-/// Records every request it relays.
-struct Recording {
-    inner: HttpRelay,
-    requests: Vec<HttpRequest>,
-}
-
-impl Transport for Recording {
-    fn exchange(&mut self, request: &HttpRequest) -> Result<HttpResponse, KbsError> {
-        self.requests.push(request.clone());
-        self.inner.exchange(request)
-    }
-}
-
 #[test]
 fn replayed_nonce_is_refused() {
     let f = Fixture::new();

@@ -284,19 +284,6 @@ fn vmpl1_evidence_is_refused() {
     );
 }
 
-/// Records every request it relays.
-struct Recording {
-    inner: HttpRelay,
-    requests: Vec<HttpRequest>,
-}
-
-impl Transport for Recording {
-    fn exchange(&mut self, request: &HttpRequest) -> Result<HttpResponse, KbsError> {
-        self.requests.push(request.clone());
-        self.inner.exchange(request)
-    }
-}
-
 #[test]
 fn replayed_attestation_is_refused() {
     let mut f = broker();

@@ -15,7 +15,7 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
-use svtpm::attest::kbs::{EvidenceSource, KbsError, VtpmId};
+use svtpm::attest::kbs::{EvidenceSource, HttpRequest, HttpResponse, KbsError, Transport, VtpmId};
 use svtpm::nvstate::{EntropyError, EntropySource};
 use svtpm_kbs::policy::Policy;
 use svtpm_kbs::relay::HttpRelay;
@@ -187,5 +187,18 @@ pub fn refusal_detail(e: &KbsError) -> &str {
     match e {
         KbsError::Refused { detail, .. } => detail,
         other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// Records every request it relays.
+pub struct Recording {
+    pub inner: HttpRelay,
+    pub requests: Vec<HttpRequest>,
+}
+
+impl Transport for Recording {
+    fn exchange(&mut self, request: &HttpRequest) -> Result<HttpResponse, KbsError> {
+        self.requests.push(request.clone());
+        self.inner.exchange(request)
     }
 }
