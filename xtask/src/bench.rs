@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use crate::bootbench;
 use crate::elf;
@@ -100,22 +100,9 @@ fn host_bench(ws: &Workspace, args: &BenchArgs, s: &mut Steps) -> Result<()> {
 }
 
 fn guest_bench(ws: &Workspace, args: &BenchArgs, s: &mut Steps) -> Result<()> {
-    let mut image: Result<PathBuf, String> = Err(String::new());
-    s.run("svtpm image (release)", || {
-        if let Some(why) = elf::image_missing(ws)? {
-            image = Err(why.clone());
-            return Ok(Outcome::Skipped(why));
-        }
-        image = Ok(elf::build_image(ws)?);
-        Ok(Outcome::Done)
-    })?;
+    let image = elf::image_step(ws, s, "svtpm image (release)")?;
     if !args.boot_only {
-        let mut medium = None;
-        s.run("guest boot medium", || {
-            medium = Some(guest::build(ws)?);
-            Ok(Outcome::Done)
-        })?;
-        let medium = medium.context("no boot medium")?;
+        let medium = guest::medium_step(ws, s, "guest boot medium")?;
         let mut runs = Vec::new();
         s.run(
             "guest benchmark (svtpm and swtpm, TIS and CRB, under QEMU TCG)",
@@ -151,4 +138,30 @@ fn guest_bench(ws: &Workspace, args: &BenchArgs, s: &mut Steps) -> Result<()> {
             Ok(Outcome::Done)
         },
     )
+}
+
+/// The median of `v` (the mean of the middle two for an even count).
+pub fn median(mut v: Vec<u64>) -> Option<u64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_unstable();
+    let m = v.len() / 2;
+    Some(if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn medians_of_odd_and_even_counts_and_none_of_nothing() {
+        assert_eq!(median(vec![3, 1, 2]), Some(2));
+        assert_eq!(median(vec![4, 1, 2, 3]), Some(2));
+        assert_eq!(median(vec![]), None);
+    }
 }

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use crate::bench::median;
 use crate::hosttools::{self, HostTools};
 use crate::imagelog::{ImageBoot, PHASES};
 use crate::interrupt;
@@ -141,19 +142,6 @@ fn checked(r: &qemu::Report, what: &str) -> Result<ImageBoot> {
         );
     }
     Ok(b)
-}
-
-fn median(mut v: Vec<u64>) -> Option<u64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_unstable();
-    let m = v.len() / 2;
-    Some(if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        (v[m - 1] + v[m]) / 2
-    })
 }
 
 /// The median of `f` over `boots` (only the boots that have it).
@@ -299,12 +287,5 @@ mod tests {
             t.contains("110 ms on the opened sealed state vs 55 ms in memory (2.00x)"),
             "{t}"
         );
-    }
-
-    #[test]
-    fn median_handles_even_odd_and_empty() {
-        assert_eq!(median(vec![3, 1, 2]), Some(2));
-        assert_eq!(median(vec![4, 1, 2, 3]), Some(2));
-        assert_eq!(median(vec![]), None);
     }
 }

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-use crate::steps;
+use crate::steps::{self, Outcome, Steps};
 use crate::toolchain::IMAGE_TARGET;
 use crate::workspace::Workspace;
 
@@ -55,21 +55,26 @@ pub fn build_image(ws: &Workspace) -> Result<PathBuf> {
         "--target",
         IMAGE_TARGET,
     ])
-    .args([
-        "--bin",
-        IMAGE_BIN,
-        "--message-format=json-render-diagnostics",
-    ])
-    .stderr(std::process::Stdio::inherit());
-    println!("$ {}", steps::describe(&cmd));
+    .args(["--bin", IMAGE_BIN]);
+    let messages = cargo_build(&mut cmd, "the image")?;
+    executable_from_messages(&messages, IMAGE_BIN)
+        .context("cargo reported no executable for the image")
+}
+
+/// Runs the `cargo build` command `cmd` with JSON messages on stdout and
+/// diagnostics on the terminal; returns the messages. `what` names what
+/// was built in the error.
+pub fn cargo_build(cmd: &mut Command, what: &str) -> Result<String> {
+    cmd.arg("--message-format=json-render-diagnostics")
+        .stderr(std::process::Stdio::inherit());
+    println!("$ {}", steps::describe(cmd));
     let out = cmd
         .output()
-        .with_context(|| format!("could not start `{}`", steps::describe(&cmd)))?;
+        .with_context(|| format!("could not start `{}`", steps::describe(cmd)))?;
     if !out.status.success() {
-        bail!("building the image failed ({})", out.status);
+        bail!("building {what} failed ({})", out.status);
     }
-    executable_from_messages(&String::from_utf8_lossy(&out.stdout), IMAGE_BIN)
-        .context("cargo reported no executable for the image")
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The `executable` of the compiler-artifact message of binary `bin`.
@@ -151,6 +156,21 @@ fn undefined_symbols(readelf_output: &str) -> Vec<String> {
     names.sort();
     names.dedup();
     names
+}
+
+/// Step `name` of `s`: builds the release image. Returns the image, or why
+/// the step was skipped (the image's target or linker inputs are missing).
+pub fn image_step(ws: &Workspace, s: &mut Steps, name: &str) -> Result<Result<PathBuf, String>> {
+    let mut image = Err(String::new());
+    s.run(name, || {
+        if let Some(why) = image_missing(ws)? {
+            image = Err(why.clone());
+            return Ok(Outcome::Skipped(why));
+        }
+        image = Ok(build_image(ws)?);
+        Ok(Outcome::Done)
+    })?;
+    Ok(image)
 }
 
 #[cfg(test)]

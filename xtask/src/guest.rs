@@ -27,7 +27,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 use crate::cpio::{Archive, Kind};
-use crate::steps;
+use crate::steps::{self, Outcome, Steps};
 use crate::workspace::Workspace;
 
 /// The guest kernel's command line. `quiet` keeps the serial console to the
@@ -588,6 +588,16 @@ fn file_len(p: &Path) -> Result<u64> {
     Ok(fs::metadata(p)
         .with_context(|| format!("reading {}", p.display()))?
         .len())
+}
+
+/// Step `name` of `s`: builds (or reuses) the guest boot medium.
+pub fn medium_step(ws: &Workspace, s: &mut Steps, name: &str) -> Result<Medium> {
+    let mut medium = None;
+    s.run(name, || {
+        medium = Some(build(ws)?);
+        Ok(Outcome::Done)
+    })?;
+    medium.context("no boot medium")
 }
 
 #[cfg(test)]

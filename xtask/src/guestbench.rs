@@ -19,6 +19,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 
 use crate::acpi;
+use crate::bench::median;
 use crate::console::{self, BenchLoop, Event};
 use crate::guest::Medium;
 use crate::qemu::{self, Report, Tpm};
@@ -149,19 +150,6 @@ impl LoopExits {
 
 fn secs(d: Option<Duration>) -> Option<f64> {
     d.map(|d| d.as_secs_f64())
-}
-
-fn median(mut v: Vec<u64>) -> Option<u64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_unstable();
-    let m = v.len() / 2;
-    Some(if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        (v[m - 1] + v[m]) / 2
-    })
 }
 
 /// svtpm's command lines between each loop's begin and end markers.
@@ -547,12 +535,5 @@ mod tests {
                 .commands
                 .is_empty()
         );
-    }
-
-    #[test]
-    fn medians_of_odd_and_even_counts() {
-        assert_eq!(median(vec![3, 1, 2]), Some(2));
-        assert_eq!(median(vec![4, 1, 2, 3]), Some(2));
-        assert_eq!(median(vec![]), None);
     }
 }

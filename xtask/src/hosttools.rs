@@ -60,16 +60,7 @@ impl HostTools {
         for t in tools {
             cmd.args(["--package", t.name(), "--bin", t.name()]);
         }
-        cmd.arg("--message-format=json-render-diagnostics")
-            .stderr(std::process::Stdio::inherit());
-        println!("$ {}", steps::describe(&cmd));
-        let out = cmd
-            .output()
-            .with_context(|| format!("could not start `{}`", steps::describe(&cmd)))?;
-        if !out.status.success() {
-            bail!("building the host programs failed ({})", out.status);
-        }
-        let messages = String::from_utf8_lossy(&out.stdout);
+        let messages = elf::cargo_build(&mut cmd, "the host programs")?;
         let mut paths = BTreeMap::new();
         for &t in tools {
             let exe = elf::executable_from_messages(&messages, t.name())

@@ -108,12 +108,7 @@ pub fn run(ws: &Workspace, opts: Options) -> Result<()> {
             Ok(Outcome::Done)
         })?;
     }
-    let mut medium = None;
-    s.run("guest boot medium (UKI on a FAT image)", || {
-        medium = Some(guest::build(ws)?);
-        Ok(Outcome::Done)
-    })?;
-    let medium = medium.context("no boot medium")?;
+    let medium = guest::medium_step(ws, &mut s, "guest boot medium (UKI on a FAT image)")?;
     let mut tables = None;
     if opts.tpm == Tpm::Svtpm {
         s.run("ACPI tables (SSDT with MSFT0101, TPM2)", || {

@@ -17,7 +17,7 @@
 //! and CRB, the guest's access to svtpm's memory, Linux binding tpm_tis)
 //! and must report no failure.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -106,26 +106,13 @@ pub fn test(ws: &Workspace, quick: bool, attested_only: bool) -> Result<()> {
         Ok(Outcome::Done)
     })?;
     s.run("fuzz targets build (smoke)", || fuzz_smoke(ws))?;
-    let mut medium = None;
-    s.run("guest boot medium", || {
-        medium = Some(guest::build(ws)?);
-        Ok(Outcome::Done)
-    })?;
-    let medium = medium.context("no boot medium")?;
+    let medium = guest::medium_step(ws, &mut s, "guest boot medium")?;
     for interface in [Interface::Tis, Interface::Crb] {
         s.run(&boot_step_name(Tpm::Swtpm, interface), || {
             guest_boot(ws, &medium, Tpm::Swtpm, interface, None)
         })?;
     }
-    let mut image: Result<PathBuf, String> = Err(String::new());
-    s.run("svtpm image for the guest boots (release)", || {
-        if let Some(why) = elf::image_missing(ws)? {
-            image = Err(why.clone());
-            return Ok(Outcome::Skipped(why));
-        }
-        image = Ok(elf::build_image(ws)?);
-        Ok(Outcome::Done)
-    })?;
+    let image = elf::image_step(ws, &mut s, "svtpm image for the guest boots (release)")?;
     for interface in [Interface::Tis, Interface::Crb] {
         s.run(&boot_step_name(Tpm::Svtpm, interface), || match &image {
             Ok(path) => guest_boot(ws, &medium, Tpm::Svtpm, interface, Some(path)),
@@ -153,21 +140,8 @@ pub fn test(ws: &Workspace, quick: bool, attested_only: bool) -> Result<()> {
 fn attested_steps_only(ws: &Workspace) -> Result<()> {
     let mut s = Steps::new("test");
     s.run("Debian packages", || packages::ensure(NEEDS))?;
-    let mut image: Result<PathBuf, String> = Err(String::new());
-    s.run("svtpm image (release)", || {
-        if let Some(why) = elf::image_missing(ws)? {
-            image = Err(why.clone());
-            return Ok(Outcome::Skipped(why));
-        }
-        image = Ok(elf::build_image(ws)?);
-        Ok(Outcome::Done)
-    })?;
-    let mut medium = None;
-    s.run("guest boot medium", || {
-        medium = Some(guest::build(ws)?);
-        Ok(Outcome::Done)
-    })?;
-    let medium = medium.context("no boot medium")?;
+    let image = elf::image_step(ws, &mut s, "svtpm image (release)")?;
+    let medium = guest::medium_step(ws, &mut s, "guest boot medium")?;
     attested::steps(
         ws,
         &mut s,
