@@ -176,18 +176,9 @@ fn replayed_nonce_is_refused() {
     assert!(refusal_detail(&e).contains("already used"), "{e:?}");
 
     // The same attestation on a fresh session: another nonce.
-    let mut other = KbsClient::new(&mut Os).unwrap();
-    let req = other.auth_request();
-    let resp = f.relay().exchange(&req).unwrap();
-    other.handle_auth_response(&resp).unwrap();
+    let other = new_session(&f);
     let mut replay = attest.clone();
-    replay
-        .headers
-        .retain(|(n, _)| !n.eq_ignore_ascii_case("cookie"));
-    replay.headers.push((
-        "Cookie".into(),
-        format!("kbs-session-id={}", other.session().unwrap().as_str()),
-    ));
+    set_cookie(&mut replay, Some(session_cookie(&other)));
     let e = f
         .relay()
         .exchange(&replay)
@@ -219,15 +210,9 @@ fn a_failed_attempt_spends_the_nonce() {
     assert!(exchange::attest(&mut c, &mut rec, &mut bad).is_err());
     // Retrying with good evidence on the same session does not work.
     let cookie = rec.requests[1].header("cookie").unwrap().to_owned();
-    let mut good = KbsClient::new(&mut Os).unwrap();
-    let req = good.auth_request();
-    let resp = f.relay().exchange(&req).unwrap();
-    good.handle_auth_response(&resp).unwrap();
+    let mut good = new_session(&f);
     let mut attest = good.attest_request(&mut FakePsp::default()).unwrap();
-    attest
-        .headers
-        .retain(|(n, _)| !n.eq_ignore_ascii_case("cookie"));
-    attest.headers.push(("Cookie".into(), cookie));
+    set_cookie(&mut attest, Some(cookie));
     let e = f
         .relay()
         .exchange(&attest)
@@ -240,10 +225,7 @@ fn a_failed_attempt_spends_the_nonce() {
 #[test]
 fn expired_session_is_refused() {
     let f = Fixture::with_session_lifetime(Duration::from_millis(300));
-    let mut c = KbsClient::new(&mut Os).unwrap();
-    let req = c.auth_request();
-    let resp = f.relay().exchange(&req).unwrap();
-    c.handle_auth_response(&resp).unwrap();
+    let mut c = new_session(&f);
     std::thread::sleep(Duration::from_millis(500));
     let req = c.attest_request(&mut FakePsp::default()).unwrap();
     let e = c
@@ -264,32 +246,20 @@ fn wrong_cookie_is_refused() {
     let f = Fixture::new();
     let c = attested(&f);
     let mut req = c.resource_request(&f.id.state_key_path()).unwrap();
-    req.headers
-        .retain(|(n, _)| !n.eq_ignore_ascii_case("cookie"));
-    req.headers
-        .push(("Cookie".into(), "kbs-session-id=0123456789abcdef".into()));
+    set_cookie(&mut req, Some("kbs-session-id=0123456789abcdef".into()));
     let r = f.relay().exchange(&req).unwrap();
     assert_eq!(r.status, 401);
     assert!(refusal_detail(&r.expect_ok().unwrap_err()).contains("no session"));
 
     // No cookie at all.
-    req.headers
-        .retain(|(n, _)| !n.eq_ignore_ascii_case("cookie"));
+    set_cookie(&mut req, None);
     let r = f.relay().exchange(&req).unwrap();
     assert_eq!(r.status, 401);
 
     // A session that authenticated but never attested gets nothing.
-    let mut half = KbsClient::new(&mut Os).unwrap();
-    let a = half.auth_request();
-    half.handle_auth_response(&f.relay().exchange(&a).unwrap())
-        .unwrap();
+    let half = new_session(&f);
     let mut req = c.resource_request(&f.id.state_key_path()).unwrap();
-    req.headers
-        .retain(|(n, _)| !n.eq_ignore_ascii_case("cookie"));
-    req.headers.push((
-        "Cookie".into(),
-        format!("kbs-session-id={}", half.session().unwrap().as_str()),
-    ));
+    set_cookie(&mut req, Some(session_cookie(&half)));
     let e = f.relay().exchange(&req).unwrap().expect_ok().unwrap_err();
     assert!(refusal_detail(&e).contains("not attested"), "{e:?}");
 }
@@ -299,8 +269,7 @@ fn bearer_token_works_instead_of_the_cookie() {
     let f = Fixture::new();
     let c = attested(&f);
     let mut req = c.resource_request(&f.id.state_key_path()).unwrap();
-    req.headers
-        .retain(|(n, _)| !n.eq_ignore_ascii_case("cookie"));
+    set_cookie(&mut req, None);
     req.headers.push((
         "Authorization".into(),
         format!("Bearer {}", c.token().unwrap()),

@@ -313,19 +313,9 @@ fn replayed_attestation_is_refused() {
 
     // The same body on a new session (what a host replaying a recorded
     // boot would send): another session's nonce.
-    let mut later = KbsClient::new(&mut Os).unwrap();
-    let auth = later.auth_request();
-    later
-        .handle_auth_response(&f.relay().exchange(&auth).unwrap())
-        .unwrap();
+    let mut later = new_session(&f);
     let mut replay = attest.clone();
-    replay
-        .headers
-        .retain(|(n, _)| !n.eq_ignore_ascii_case("cookie"));
-    replay.headers.push((
-        "Cookie".into(),
-        format!("kbs-session-id={}", later.session().unwrap().as_str()),
-    ));
+    set_cookie(&mut replay, Some(session_cookie(&later)));
     let e = f
         .relay()
         .exchange(&replay)
@@ -341,19 +331,9 @@ fn replayed_attestation_is_refused() {
     // After a restart of the broker (every session gone), the recorded
     // body is still recognised as a replay.
     f.restart(Box::new(trusted_check()));
-    let mut after = KbsClient::new(&mut Os).unwrap();
-    let auth = after.auth_request();
-    after
-        .handle_auth_response(&f.relay().exchange(&auth).unwrap())
-        .unwrap();
+    let after = new_session(&f);
     let mut replay = attest.clone();
-    replay
-        .headers
-        .retain(|(n, _)| !n.eq_ignore_ascii_case("cookie"));
-    replay.headers.push((
-        "Cookie".into(),
-        format!("kbs-session-id={}", after.session().unwrap().as_str()),
-    ));
+    set_cookie(&mut replay, Some(session_cookie(&after)));
     let e = f
         .relay()
         .exchange(&replay)
@@ -365,19 +345,9 @@ fn replayed_attestation_is_refused() {
     // A nonce the broker never issued is not called a replay.
     let mut forged: Value = serde_json::from_slice(&attest.body).unwrap();
     forged["runtime-data"]["nonce"] = Value::from("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=");
-    let mut other = KbsClient::new(&mut Os).unwrap();
-    let auth = other.auth_request();
-    other
-        .handle_auth_response(&f.relay().exchange(&auth).unwrap())
-        .unwrap();
+    let other = new_session(&f);
     replay.body = serde_json::to_vec(&forged).unwrap();
-    replay
-        .headers
-        .retain(|(n, _)| !n.eq_ignore_ascii_case("cookie"));
-    replay.headers.push((
-        "Cookie".into(),
-        format!("kbs-session-id={}", other.session().unwrap().as_str()),
-    ));
+    set_cookie(&mut replay, Some(session_cookie(&other)));
     let e = f
         .relay()
         .exchange(&replay)
@@ -397,11 +367,7 @@ const REPLAYED: &str = "nonce check failed: runtime-data nonce was issued by thi
 fn expired_session_is_refused() {
     let f = broker_with(Duration::from_millis(300));
     let mut p = Platform::on(trusted());
-    let mut client = KbsClient::new(&mut Os).unwrap();
-    let auth = client.auth_request();
-    client
-        .handle_auth_response(&f.relay().exchange(&auth).unwrap())
-        .unwrap();
+    let mut client = new_session(&f);
     std::thread::sleep(Duration::from_millis(500));
     let attest = client.attest_request(&mut p.evidence()).unwrap();
     let e = client

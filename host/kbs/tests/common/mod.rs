@@ -15,7 +15,9 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
-use svtpm::attest::kbs::{EvidenceSource, HttpRequest, HttpResponse, KbsError, Transport, VtpmId};
+use svtpm::attest::kbs::{
+    EvidenceSource, HttpRequest, HttpResponse, KbsClient, KbsError, Transport, VtpmId,
+};
 use svtpm::nvstate::{EntropyError, EntropySource};
 use svtpm_kbs::policy::Policy;
 use svtpm_kbs::relay::HttpRelay;
@@ -200,5 +202,29 @@ impl Transport for Recording {
     fn exchange(&mut self, request: &HttpRequest) -> Result<HttpResponse, KbsError> {
         self.requests.push(request.clone());
         self.inner.exchange(request)
+    }
+}
+
+/// A client with a new session on `f`'s broker: `auth` done, not attested.
+pub fn new_session(f: &Fixture) -> KbsClient {
+    let mut c = KbsClient::new(&mut Os).unwrap();
+    let auth = c.auth_request();
+    c.handle_auth_response(&f.relay().exchange(&auth).unwrap())
+        .unwrap();
+    c
+}
+
+/// `c`'s session cookie (`kbs-session-id=...`).
+pub fn session_cookie(c: &KbsClient) -> String {
+    format!("kbs-session-id={}", c.session().unwrap().as_str())
+}
+
+/// Replaces `request`'s cookie with `cookie`, or drops it for `None`.
+pub fn set_cookie(request: &mut HttpRequest, cookie: Option<String>) {
+    request
+        .headers
+        .retain(|(n, _)| !n.eq_ignore_ascii_case("cookie"));
+    if let Some(c) = cookie {
+        request.headers.push(("Cookie".into(), c));
     }
 }
