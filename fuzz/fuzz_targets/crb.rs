@@ -4,7 +4,8 @@
 //! returned, the buffer registers keep describing each page's own buffer,
 //! LOC_STATE/LOC_STS agree with the active locality, the backend only ever
 //! sees whole commands that fit the buffer, and every response left in the
-//! buffer is a whole TPM response that fits it.
+//! buffer is a whole TPM response that fits it (unless the guest has written
+//! into the buffer since: it is the guest's memory to scribble on).
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -112,7 +113,20 @@ fn page(locality: u8) -> u64 {
     u64::from(locality) * regs::PAGE_SIZE
 }
 
-fn check_invariants(crb: &mut Crb) {
+/// Whether an access of `size` bytes at `offset` touches any locality's
+/// data buffer (the guest may write anything there, responses included).
+fn touches_buffer(offset: u64, size: u8) -> bool {
+    let end = offset.saturating_add(u64::from(size.max(1)));
+    (0..5u8).any(|l| {
+        let start = page(l) + u64::from(regs::DATA_BUFFER);
+        let stop = start + regs::DATA_BUFFER_SIZE as u64;
+        offset < stop && end > start
+    })
+}
+
+/// `guest_wrote`: the guest wrote into a data buffer since the last command
+/// ran or was refused, so the buffer need not hold a whole response.
+fn check_invariants(crb: &mut Crb, guest_wrote: bool) {
     let pages = match crb.support() {
         LocalitySupport::All => 5u8,
         LocalitySupport::ZeroOnly => 1,
@@ -156,7 +170,7 @@ fn check_invariants(crb: &mut Crb) {
         assert_eq!(crb.read(page(l), 4), 0xFFFF_FFFF, "unimplemented page");
     }
     // Whatever sits in the buffer after a command is a whole response.
-    if let (Some(a), State::Completion) = (active, crb.state()) {
+    if let (false, Some(a), State::Completion) = (guest_wrote, active, crb.state()) {
         let base = page(a) + u64::from(regs::DATA_BUFFER);
         let head: Vec<u8> = (0..6).map(|i| crb.read(base + i, 1) as u8).collect();
         let size = u32::from_be_bytes([head[2], head[3], head[4], head[5]]) as usize;
@@ -178,7 +192,9 @@ fuzz_target!(|input: Input| {
         reply: Reply::Ok { body: 0 },
         calls: 0,
     };
+    let mut guest_wrote = false;
     for op in input.ops.iter().take(256) {
+        let ran_before = (fake.calls, crb.stats().rejected_commands);
         match op {
             Op::Read { offset, size } => {
                 let v = crb.read(u64::from(*offset), *size);
@@ -189,6 +205,7 @@ fuzz_target!(|input: Input| {
                 size,
                 value,
             } => {
+                guest_wrote |= touches_buffer(u64::from(*offset), *size);
                 crb.write(&mut fake, u64::from(*offset), *size, *value);
             }
             Op::FarRead { offset, size } => {
@@ -199,7 +216,10 @@ fuzz_target!(|input: Input| {
                 offset,
                 size,
                 value,
-            } => crb.write(&mut fake, *offset, *size, *value),
+            } => {
+                guest_wrote |= touches_buffer(*offset, *size);
+                crb.write(&mut fake, *offset, *size, *value);
+            }
             Op::Control {
                 locality,
                 reg,
@@ -225,6 +245,7 @@ fuzz_target!(|input: Input| {
                 cmd.extend_from_slice(&0x17Bu32.to_be_bytes());
                 cmd.extend_from_slice(body);
                 cmd.truncate(len);
+                guest_wrote = true;
                 for (i, chunk) in cmd.chunks(4).enumerate() {
                     let mut w = [0u8; 8];
                     w[..chunk.len()].copy_from_slice(chunk);
@@ -255,6 +276,10 @@ fuzz_target!(|input: Input| {
             Op::Fatal => crb.enter_fatal(),
             Op::Established => crb.set_established(),
         }
-        check_invariants(&mut crb);
+        // A command that ran (or was refused) left its response last.
+        if (fake.calls, crb.stats().rejected_commands) != ran_before {
+            guest_wrote = false;
+        }
+        check_invariants(&mut crb, guest_wrote);
     }
 });
