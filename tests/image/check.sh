@@ -67,13 +67,21 @@ verdict panic "a panic is reported, QEMU exits 35" $r
 
 # 2. OVMF through TIS; the guest writes svtpm's memory, reads it back and
 # sees all-ones (the image's code starts at 4 GiB: a real read would not).
+# The host channel's pc-dimm is attached too, backed by a file of 0xA5
+# bytes: the guest must neither see nor change it (the image leaves it
+# alone on the in-memory TPM, so any change would be the guest's).
 esp=$logs/esp-isolation
+chan=$logs/isolation-hostchan.mem
+head -c 2097152 /dev/zero | tr '\0' '\245' > "$chan"
+chan_before=$(sha256sum < "$chan")
 "$here/make-esp.sh" "$esp" -- \
     'mm 100000000 5A -w 1 -n' 'mm 100200008 0123456789ABCDEF -w 8 -n' \
+    'mm 104000000 5A -w 1 -n' 'mm 104001008 0123456789ABCDEF -w 8 -n' \
     'echo svtpm-check: dmem begin' 'dmem 100000000 40' 'dmem 100200000 40' \
+    'dmem 104000000 40' 'dmem 104001000 40' 'dmem 1041FFFC0 40' \
     'echo svtpm-check: dmem end' "$guest_exit"
-run ovmf-tis 240 "$image" "$ovmf" -net none -drive "file=fat:rw:$esp,format=raw,if=ide" \
-    -append svtpm.state=ephemeral
+SVTPM_HOSTCHAN=$chan run ovmf-tis 240 "$image" "$ovmf" -net none \
+    -drive "file=fat:rw:$esp,format=raw,if=ide" -append svtpm.state=ephemeral
 r=1
 if [ "$status" = 33 ] && has ovmf-tis "guest sees it through Tis" &&
     has ovmf-tis "TPM command 0x144 at locality 0: 12 bytes -> rc 0x0" &&
@@ -90,6 +98,11 @@ if [ "$(printf '%s\n' "$dump" | grep -c .)" -ge 8 ] &&
     r=0
 fi
 verdict isolation "the guest's writes to svtpm's memory vanish and its reads see all-ones" $r
+r=1
+if [ "$(printf '%s\n' "$dump" | grep -c .)" -ge 20 ] && [ "$(sha256sum < "$chan")" = "$chan_before" ]; then
+    r=0
+fi
+verdict isolation-hostchan "the host channel (0x104000000) reads all-ones to the guest and its writes leave the shared file unchanged" $r
 
 # 3. OVMF through CRB.
 esp=$logs/esp-exit

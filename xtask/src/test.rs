@@ -126,7 +126,7 @@ pub fn test(ws: &Workspace, quick: bool, attested_only: bool) -> Result<()> {
         &medium,
     )?;
     s.run(
-        "image checks (tests/image/check.sh: self-test, fault, panic, OVMF TIS/CRB, isolation, Linux)",
+        "image checks (tests/image/check.sh: self-test, fault, panic, OVMF TIS/CRB, isolation of svtpm and the host channel, Linux)",
         || match &image {
             Ok(path) => image_checks(ws, path, &medium.kernel_release),
             Err(why) => Ok(Outcome::Skipped(why.clone())),
