@@ -114,7 +114,7 @@ impl<T: Transport, E: EntropySource> GenerationGuard for KbsGuard<'_, T, E> {
 /// A broker guard's [`GenerationGuard::recorded`] from the precise result
 /// of reading vTPM `id`'s record: any failure is
 /// [`GuardError::Unavailable`], with the reason logged.
-pub fn guard_recorded(
+pub(crate) fn guard_recorded(
     id: &VtpmId,
     result: Result<Option<u64>, KbsError>,
 ) -> Result<Option<u64>, GuardError> {
@@ -127,7 +127,7 @@ pub fn guard_recorded(
 /// A broker guard's [`GenerationGuard::record`] from the precise result of
 /// offering `generation` for vTPM `id`: an authenticated regression is
 /// [`GuardError::Regression`], any failure [`GuardError::Unavailable`].
-pub fn guard_record(
+pub(crate) fn guard_record(
     id: &VtpmId,
     generation: u64,
     result: Result<(Outcome, u64), KbsError>,
