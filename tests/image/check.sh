@@ -92,14 +92,19 @@ verdict ovmf-tis "OVMF runs Startup and PCR_Extend through TIS, reaches its shel
 # Every dumped line of svtpm's slot must read FF, and there must be dumped lines.
 dump=$(sed -n '/svtpm-check: dmem begin/,/svtpm-check: dmem end/p' "$logs/ovmf-tis.log" |
     grep -E '^ +[0-9A-F]{8}: ')
+dump_lines=$(printf '%s\n' "$dump" | grep -c .)
+# non_ff=1 when some dumped byte is not FF. grep reads everything (no -q):
+# under pipefail an early exit could fail the pipeline with SIGPIPE.
+non_ff=1
+printf '%s\n' "$dump" | sed 's/\*.*//' | cut -d: -f2- |
+    grep -E '[0-9A-E][0-9A-F]|[0-9A-F][0-9A-E]' >/dev/null || non_ff=0
 r=1
-if [ "$(printf '%s\n' "$dump" | grep -c .)" -ge 8 ] &&
-    ! printf '%s\n' "$dump" | sed 's/\*.*//' | cut -d: -f2- | grep -q -E '[0-9A-E][0-9A-F]|[0-9A-F][0-9A-E]'; then
-    r=0
-fi
+[ "$dump_lines" -ge 8 ] && [ "$non_ff" = 0 ] && r=0
 verdict isolation "the guest's writes to svtpm's memory vanish and its reads see all-ones" $r
+# The channel's three dumps (12 lines) come after svtpm's two (8 lines).
 r=1
-if [ "$(printf '%s\n' "$dump" | grep -c .)" -ge 20 ] && [ "$(sha256sum < "$chan")" = "$chan_before" ]; then
+if [ "$dump_lines" -ge 20 ] && [ "$non_ff" = 0 ] &&
+    [ "$(sha256sum < "$chan")" = "$chan_before" ]; then
     r=0
 fi
 verdict isolation-hostchan "the host channel (0x104000000) reads all-ones to the guest and its writes leave the shared file unchanged" $r
