@@ -180,8 +180,8 @@ pub fn run(ws: &Workspace, opts: Options) -> Result<()> {
     Ok(())
 }
 
-/// Sets up the development directory for one attested run: chain, secrets
-/// page, the policy regenerated from the image as built now (local broker
+/// Sets up the development directory for one attested run: chain, the
+/// policy regenerated from the image as built now (local broker
 /// only) and the vTPM to boot. Returns the vTPM's id.
 fn prepare_dev(tools: &HostTools, dir: &StackDir, image: &Path, opts: &Options) -> Result<String> {
     dir.ensure_base(tools)?;

@@ -14,7 +14,8 @@
 //! contents and EK, and thirteen boots that must be refused before the guest
 //! runs, each its own step. Then `tests/image/check.sh` runs the image's own
 //! end-to-end checks (self-test, exception and panic paths, OVMF over TIS
-//! and CRB, the guest's access to svtpm's memory, Linux binding tpm_tis)
+//! and CRB, the guest's access to svtpm's memory and the host channel,
+//! Linux binding tpm_tis)
 //! and must report no failure.
 
 use std::path::Path;
